@@ -1,0 +1,69 @@
+import { parseConfiguredAmount } from "./money.js";
+
+/**
+ * Everything the service reads from the environment, validated once at start-up.
+ * A bad value stops the process with a message naming the variable; nothing runs on
+ * a half-understood configuration. The README's configuration table lists these.
+ */
+export interface Config {
+  port: number;
+  dataDir: string;
+  partitions: number;
+  /** Inclusive maximum of one deposit, minor units. */
+  depositAmountMaxMinor: bigint;
+  /** Inclusive maximum of a balance, minor units; deposits past it are rejected. */
+  balanceMaxMinor: bigint;
+  threshold: ThresholdConfig;
+  /** How often an embedded-log consumer looks for records written by other processes. */
+  embeddedPollMs: number;
+}
+
+export interface ThresholdConfig {
+  /** A window whose sum is strictly greater than this breaches. Minor units. */
+  amountMinor: bigint;
+  /** Window length: a window is the half-open interval [s, s + windowMs). */
+  windowMs: number;
+  /** How far behind a wallet's newest event a deposit may arrive and still be exact. */
+  latenessMs: number;
+  /** At most this many deposits are remembered per wallet. */
+  entriesMax: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw)) throw new Error(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new Error(`${name} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function amount(env: Env, name: string, fallback: string): bigint {
+  const raw = env[name];
+  return parseConfiguredAmount(name, raw === undefined || raw === "" ? fallback : raw);
+}
+
+/** int64 is the wire type of balances; keep a margin so a sum of two never wraps. */
+const INT64_MAX = 2n ** 63n - 1n;
+
+export function loadConfig(env: Env = process.env): Config {
+  const config: Config = {
+    port: integer(env, "PORT", 8080, 0, 65535),
+    dataDir: env.DATA_DIR || "./data",
+    partitions: integer(env, "PARTITIONS", 12, 1, 1024),
+    depositAmountMaxMinor: amount(env, "DEPOSIT_AMOUNT_MAX", "1000000000"),
+    balanceMaxMinor: amount(env, "BALANCE_MAX", "1000000000000000"),
+    threshold: {
+      amountMinor: amount(env, "THRESHOLD_AMOUNT", "10000"),
+      windowMs: integer(env, "THRESHOLD_WINDOW_SECONDS", 120, 1, 31 * 86400) * 1000,
+      latenessMs: integer(env, "THRESHOLD_LATENESS_SECONDS", 86400, 0, 366 * 86400) * 1000,
+      entriesMax: integer(env, "THRESHOLD_ENTRIES_MAX", 1000, 1, 100_000),
+    },
+    embeddedPollMs: integer(env, "EMBEDDED_POLL_MS", 50, 1, 1000),
+  };
+  if (config.balanceMaxMinor > INT64_MAX / 2n) throw new Error("BALANCE_MAX is too large for int64 balances");
+  if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");
+  return config;
+}
