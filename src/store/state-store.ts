@@ -1,0 +1,218 @@
+import type { Database } from "bun:sqlite";
+import { and, asc, eq, lte, sql } from "drizzle-orm";
+import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
+import { join } from "node:path";
+import type { Headers, RecordPosition, TopicPartition } from "../log/log.js";
+import * as schema from "./schema.js";
+import { openSqlite } from "./sqlite.js";
+
+const { appliedEvents, outbox, progress, rejections, tableRows } = schema;
+
+export interface TableRow {
+  key: string;
+  value: Uint8Array;
+  version: number;
+}
+
+export interface AppliedEvent {
+  key: string;
+  eventId: string;
+  fingerprint: string;
+  outcome: string;
+  position: RecordPosition;
+}
+
+export interface Rejection {
+  position: RecordPosition;
+  key: string;
+  code: string;
+  detail: string;
+}
+
+export interface OutboxRecord {
+  id: number;
+  topic: string;
+  partition: number | null;
+  key: string;
+  value: Uint8Array;
+  headers: Headers;
+}
+
+/** What one processed batch commits, all or nothing. */
+export interface BatchCommit {
+  /** The progress the batch was computed from; the commit fails if it moved. */
+  from: RecordPosition[];
+  /** The progress after the batch. */
+  to: RecordPosition[];
+  rows: TableRow[];
+  applied: AppliedEvent[];
+  rejections: Rejection[];
+  outbox: Omit<OutboxRecord, "id">[];
+}
+
+/** Another process applied some of the same records first; the batch was dropped. */
+export class StaleProgressError extends Error {
+  constructor(position: TopicPartition, expected: number, actual: number) {
+    super(`progress of ${position.topic}/${position.partition} is ${actual}, expected ${expected}`);
+    this.name = "StaleProgressError";
+  }
+}
+
+const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+
+/**
+ * The state of a process's processor groups and views (DATA_DIR/state.db), through
+ * Drizzle. Every method is synchronous: bun:sqlite transactions cannot span an await,
+ * and a commit that cannot be interleaved is exactly what a batch needs.
+ */
+export class StateStore {
+  readonly sqlite: Database;
+  readonly db: BunSQLiteDatabase<typeof schema>;
+
+  constructor(path: string) {
+    ({ sqlite: this.sqlite, db: this.db } = openSqlite(path, schema, join(import.meta.dir, "migrations"), "normal"));
+  }
+
+  static open(dataDir: string): StateStore {
+    return new StateStore(join(dataDir, "state.db"));
+  }
+
+  row(owner: string, key: string): TableRow | undefined {
+    const row = this.db
+      .select({ key: tableRows.key, value: tableRows.value, version: tableRows.version })
+      .from(tableRows)
+      .where(and(eq(tableRows.owner, owner), eq(tableRows.key, key)))
+      .get();
+    return row ? { key: row.key, value: new Uint8Array(row.value), version: row.version } : undefined;
+  }
+
+  /** The next offset to apply; 0 for a partition never seen. */
+  progress(owner: string, tp: TopicPartition): number {
+    const row = this.db
+      .select({ nextOffset: progress.nextOffset })
+      .from(progress)
+      .where(and(eq(progress.owner, owner), eq(progress.topic, tp.topic), eq(progress.partition, tp.partition)))
+      .get();
+    return row?.nextOffset ?? 0;
+  }
+
+  appliedEvent(owner: string, key: string, eventId: string): { fingerprint: string; outcome: string } | undefined {
+    return this.db
+      .select({ fingerprint: appliedEvents.fingerprint, outcome: appliedEvents.outcome })
+      .from(appliedEvents)
+      .where(and(eq(appliedEvents.owner, owner), eq(appliedEvents.key, key), eq(appliedEvents.eventId, eventId)))
+      .get();
+  }
+
+  /**
+   * Commits a processed batch in one transaction: table rows, applied event ids,
+   * rejections, outbox and progress. Throws StaleProgressError, changing nothing, if
+   * another process moved the progress of one of the batch's partitions.
+   */
+  commitBatch(owner: string, batch: BatchCommit): void {
+    this.sqlite.transaction(() => {
+      for (const from of batch.from) {
+        const actual = this.progress(owner, from);
+        if (actual !== from.offset) throw new StaleProgressError(from, from.offset, actual);
+      }
+      this.writeRows(owner, batch.rows);
+      for (const a of batch.applied) {
+        this.db.insert(appliedEvents).values({
+          owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome,
+          topic: a.position.topic, partition: a.position.partition, offset: a.position.offset,
+        }).run();
+      }
+      for (const r of batch.rejections) {
+        this.db.insert(rejections).values({
+          owner, topic: r.position.topic, partition: r.position.partition, offset: r.position.offset,
+          key: r.key, code: r.code, detail: r.detail,
+        }).onConflictDoNothing().run();
+      }
+      for (const o of batch.outbox) {
+        this.db.insert(outbox).values({
+          owner, topic: o.topic, partition: o.partition, key: o.key, value: bytes(o.value),
+          headers: Object.keys(o.headers).length > 0 ? JSON.stringify(o.headers) : null,
+        }).run();
+      }
+      this.writeProgress(owner, batch.to);
+    }).immediate();
+  }
+
+  /**
+   * Applies changelog rows to a view: a row replaces the stored one only if its
+   * version is newer, so duplicated or reordered changelog records never move a view
+   * backwards. Progress moves in the same transaction.
+   */
+  commitView(owner: string, rows: TableRow[], to: RecordPosition[]): void {
+    this.sqlite.transaction(() => {
+      for (const row of rows) {
+        this.db
+          .insert(tableRows)
+          .values({ owner, key: row.key, value: bytes(row.value), version: row.version })
+          .onConflictDoUpdate({
+            target: [tableRows.owner, tableRows.key],
+            set: { value: bytes(row.value), version: row.version },
+            setWhere: sql`${tableRows.version} < ${row.version}`,
+          })
+          .run();
+      }
+      this.writeProgress(owner, to);
+    }).immediate();
+  }
+
+  private writeRows(owner: string, rows: TableRow[]): void {
+    for (const row of rows) {
+      this.db
+        .insert(tableRows)
+        .values({ owner, key: row.key, value: bytes(row.value), version: row.version })
+        .onConflictDoUpdate({ target: [tableRows.owner, tableRows.key], set: { value: bytes(row.value), version: row.version } })
+        .run();
+    }
+  }
+
+  private writeProgress(owner: string, positions: RecordPosition[]): void {
+    for (const p of positions) {
+      this.db
+        .insert(progress)
+        .values({ owner, topic: p.topic, partition: p.partition, nextOffset: p.offset })
+        .onConflictDoUpdate({ target: [progress.owner, progress.topic, progress.partition], set: { nextOffset: p.offset } })
+        .run();
+    }
+  }
+
+  outbox(owner: string, limit: number): OutboxRecord[] {
+    return this.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.owner, owner))
+      .orderBy(asc(outbox.id))
+      .limit(limit)
+      .all()
+      .map((row) => ({
+        id: row.id,
+        topic: row.topic,
+        partition: row.partition,
+        key: row.key,
+        value: new Uint8Array(row.value),
+        headers: row.headers ? (JSON.parse(row.headers) as Headers) : {},
+      }));
+  }
+
+  /** Forgets outbox records up to `id`, once the log has stored them. */
+  deleteOutbox(owner: string, id: number): void {
+    this.db.delete(outbox).where(and(eq(outbox.owner, owner), lte(outbox.id, id))).run();
+  }
+
+  rejectionsOf(owner: string): Rejection[] {
+    return this.db
+      .select()
+      .from(rejections)
+      .where(eq(rejections.owner, owner))
+      .all()
+      .map((r) => ({ position: { topic: r.topic, partition: r.partition, offset: r.offset }, key: r.key, code: r.code, detail: r.detail }));
+  }
+
+  close(): void {
+    this.sqlite.close();
+  }
+}
