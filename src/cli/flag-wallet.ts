@@ -1,0 +1,39 @@
+// `bun run flag-wallet --wallet <id> [--remove]`: sets or clears a wallet's flag by
+// emitting a manual FlagEvent to the flags topic, as the seed's command does.
+import { loadConfig } from "../config.js";
+import { flagCodec, EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codecs.js";
+import { TOPICS } from "../runtime/topology.js";
+import { openLog } from "../service.js";
+import { parse, usage } from "./args.js";
+
+const HELP = `usage: bun run flag-wallet --wallet <id> [--remove] [--id <event id>]
+
+Sets the wallet's flag (above_threshold becomes true), or clears it with --remove.
+--id makes a retry safe: the flagger applies one event id once.`;
+
+const { values } = parse({
+  wallet: { type: "string" },
+  remove: { type: "boolean" },
+  id: { type: "string" },
+  help: { type: "boolean", short: "h" },
+}, HELP);
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const walletId = values.wallet ?? usage("--wallet is required", HELP);
+const walletError = idError(walletId, "wallet", WALLET_ID_LENGTH_MAX);
+if (walletError) usage(walletError.message, HELP);
+const eventId = values.id ?? `manual:${Bun.randomUUIDv7()}`;
+const idProblem = idError(eventId, "id", EVENT_ID_LENGTH_MAX);
+if (idProblem) usage(idProblem.message, HELP);
+
+const flagged = !values.remove;
+const log = await openLog(loadConfig());
+try {
+  const value = flagCodec.encode({ eventId, walletId, flagged, reason: "manual", eventTimeMs: Date.now() });
+  const [position] = await log.produce([{ topic: TOPICS.flags, key: walletId, value }]);
+  console.log(JSON.stringify({ event_id: eventId, wallet_id: walletId, flagged, position }));
+} finally {
+  await log.close();
+}
