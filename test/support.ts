@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig, type Config } from "../src/config.js";
+import { GROUP_NAMES } from "../src/runtime/topology.js";
+import { Service } from "../src/service.js";
+
+export const REPO_DIR = join(import.meta.dir, "..");
+
+/** A fresh DATA_DIR under the system temp folder; `cleanup` removes it. */
+export function tempDataDir(): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "depositaja-test-"));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
+  return loadConfig({ DATA_DIR: dataDir, PORT: "0", EMBEDDED_POLL_MS: "10", ...env });
+}
+
+/** Starts everything in this process (as `bun run dev` does) on a fresh DATA_DIR. */
+export async function startDev(env: Record<string, string> = {}): Promise<{ service: Service; base: string; dataDir: string; stop(): Promise<void> }> {
+  const data = tempDataDir();
+  const service = await Service.start(testConfig(data.dir, env), { api: true, groups: [...GROUP_NAMES] });
+  return {
+    service,
+    dataDir: data.dir,
+    base: `http://127.0.0.1:${service.port}`,
+    async stop() {
+      await service.stop();
+      data.cleanup();
+    },
+  };
+}
+
+/**
+ * Retries `check` until it stops throwing, or throws its last error after
+ * `timeoutMs`. For state that converges asynchronously (processors, views).
+ */
+export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 20): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+      await Bun.sleep(intervalMs);
+    }
+  }
+}
+
+/** A `bun run dev` child process on `dataDir`, with its port read from its output. */
+export async function spawnDev(dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Bun.Subprocess; base: string }> {
+  const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/dev.ts")], {
+    cwd: REPO_DIR,
+    env: { ...process.env, DATA_DIR: dataDir, PORT: "0", EMBEDDED_POLL_MS: "10", ...env },
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+    const match = /listening on http:\/\/localhost:(\d+)/.exec(text);
+    if (match) {
+      // Keep draining stdout so the child never blocks on a full pipe.
+      (async () => { while (!(await reader.read()).done); })().catch(() => {});
+      return { proc, base: `http://127.0.0.1:${match[1]}` };
+    }
+  }
+  proc.kill("SIGKILL");
+  throw new Error(`dev did not start: ${text}`);
+}
+
+/** Runs a package script's entry point (a CLI) to completion. */
+export async function runCli(script: string, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([process.execPath, join(REPO_DIR, `src/cli/${script}.ts`), ...args], {
+    cwd: REPO_DIR,
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
