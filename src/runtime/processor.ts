@@ -11,6 +11,11 @@ export interface ProcessorLimits {
   /** Committed group offsets are advisory here (progress lives in state.db): commit them at most this often. */
   offsetCommitIntervalMs: number;
   retryBackoffMs: number;
+  /**
+   * After a batch smaller than the maximum, wait this long before the next poll, so
+   * that under load batches grow and transactions get fewer: at most this much latency.
+   */
+  lingerMs: number;
 }
 
 export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
@@ -19,6 +24,7 @@ export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
   outboxBatchRecordsMax: 1_000,
   offsetCommitIntervalMs: 1_000,
   retryBackoffMs: 500,
+  lingerMs: 10,
 };
 
 /** Points where tests inject crashes; each is called synchronously at that point. */
@@ -87,7 +93,8 @@ export class Processor {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       try {
-        await this.step(this.limits.pollWaitMs);
+        const count = await this.step(this.limits.pollWaitMs);
+        if (count > 0 && count < this.limits.batchRecordsMax) await Bun.sleep(this.limits.lingerMs);
       } catch (error) {
         if (!(error instanceof StaleProgressError) && !isRetryable(error)) throw error;
         console.warn(`[${this.group.name}] retrying after: ${(error as Error).message}`);

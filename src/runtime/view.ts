@@ -7,9 +7,11 @@ export interface ViewLimits {
   batchRecordsMax: number;
   pollWaitMs: number;
   retryBackoffMs: number;
+  /** As a processor's: wait after a small batch so that batches grow under load. */
+  lingerMs: number;
 }
 
-const DEFAULT_VIEW_LIMITS: ViewLimits = { batchRecordsMax: 2_000, pollWaitMs: 200, retryBackoffMs: 500 };
+const DEFAULT_VIEW_LIMITS: ViewLimits = { batchRecordsMax: 2_000, pollWaitMs: 200, retryBackoffMs: 500, lingerMs: 10 };
 
 const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
 
@@ -64,7 +66,8 @@ export class TableView<T> {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       try {
-        await this.step(this.limits.pollWaitMs);
+        const count = await this.step(this.limits.pollWaitMs);
+        if (count > 0 && count < this.limits.batchRecordsMax) await Bun.sleep(this.limits.lingerMs);
       } catch (error) {
         console.warn(`[${this.owner}] retrying after: ${(error as Error).message}`);
         await Bun.sleep(this.limits.retryBackoffMs);

@@ -69,8 +69,65 @@ export class StateStore {
   readonly sqlite: Database;
   readonly db: BunSQLiteDatabase<typeof schema>;
 
+  // The reads of every record's path, prepared once: building Drizzle queries anew per
+  // record costs more than running them.
+  private readonly selectRow;
+  private readonly selectProgress;
+  private readonly selectApplied;
+  private readonly upsertRow;
+  private readonly upsertNewerRow;
+  private readonly upsertProgress;
+  private readonly insertApplied;
+  private readonly insertOutbox;
+
   constructor(path: string) {
     ({ sqlite: this.sqlite, db: this.db } = openSqlite(path, schema, join(import.meta.dir, "migrations"), "normal"));
+    const p = (name: string) => sql.placeholder(name);
+    this.selectRow = this.db
+      .select({ key: tableRows.key, value: tableRows.value, version: tableRows.version })
+      .from(tableRows)
+      .where(and(eq(tableRows.owner, p("owner")), eq(tableRows.key, p("key"))))
+      .prepare();
+    this.selectProgress = this.db
+      .select({ nextOffset: progress.nextOffset })
+      .from(progress)
+      .where(and(eq(progress.owner, p("owner")), eq(progress.topic, p("topic")), eq(progress.partition, p("partition"))))
+      .prepare();
+    this.selectApplied = this.db
+      .select({ fingerprint: appliedEvents.fingerprint, outcome: appliedEvents.outcome })
+      .from(appliedEvents)
+      .where(and(eq(appliedEvents.owner, p("owner")), eq(appliedEvents.key, p("key")), eq(appliedEvents.eventId, p("eventId"))))
+      .prepare();
+    this.upsertRow = this.db
+      .insert(tableRows)
+      .values({ owner: p("owner"), key: p("key"), value: p("value"), version: p("version") })
+      .onConflictDoUpdate({ target: [tableRows.owner, tableRows.key], set: { value: sql`excluded.value`, version: sql`excluded.version` } })
+      .prepare();
+    this.upsertNewerRow = this.db
+      .insert(tableRows)
+      .values({ owner: p("owner"), key: p("key"), value: p("value"), version: p("version") })
+      .onConflictDoUpdate({
+        target: [tableRows.owner, tableRows.key],
+        set: { value: sql`excluded.value`, version: sql`excluded.version` },
+        setWhere: sql`${tableRows.version} < excluded.version`,
+      })
+      .prepare();
+    this.upsertProgress = this.db
+      .insert(progress)
+      .values({ owner: p("owner"), topic: p("topic"), partition: p("partition"), nextOffset: p("nextOffset") })
+      .onConflictDoUpdate({ target: [progress.owner, progress.topic, progress.partition], set: { nextOffset: sql`excluded.next_offset` } })
+      .prepare();
+    this.insertApplied = this.db
+      .insert(appliedEvents)
+      .values({
+        owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome"),
+        topic: p("topic"), partition: p("partition"), offset: p("offset"),
+      })
+      .prepare();
+    this.insertOutbox = this.db
+      .insert(outbox)
+      .values({ owner: p("owner"), topic: p("topic"), partition: p("partition"), key: p("key"), value: p("value"), headers: p("headers") })
+      .prepare();
   }
 
   static open(dataDir: string): StateStore {
@@ -78,30 +135,17 @@ export class StateStore {
   }
 
   row(owner: string, key: string): TableRow | undefined {
-    const row = this.db
-      .select({ key: tableRows.key, value: tableRows.value, version: tableRows.version })
-      .from(tableRows)
-      .where(and(eq(tableRows.owner, owner), eq(tableRows.key, key)))
-      .get();
+    const row = this.selectRow.get({ owner, key });
     return row ? { key: row.key, value: new Uint8Array(row.value), version: row.version } : undefined;
   }
 
   /** The next offset to apply; 0 for a partition never seen. */
   progress(owner: string, tp: TopicPartition): number {
-    const row = this.db
-      .select({ nextOffset: progress.nextOffset })
-      .from(progress)
-      .where(and(eq(progress.owner, owner), eq(progress.topic, tp.topic), eq(progress.partition, tp.partition)))
-      .get();
-    return row?.nextOffset ?? 0;
+    return this.selectProgress.get({ owner, topic: tp.topic, partition: tp.partition })?.nextOffset ?? 0;
   }
 
   appliedEvent(owner: string, key: string, eventId: string): { fingerprint: string; outcome: string } | undefined {
-    return this.db
-      .select({ fingerprint: appliedEvents.fingerprint, outcome: appliedEvents.outcome })
-      .from(appliedEvents)
-      .where(and(eq(appliedEvents.owner, owner), eq(appliedEvents.key, key), eq(appliedEvents.eventId, eventId)))
-      .get();
+    return this.selectApplied.get({ owner, key, eventId });
   }
 
   /**
@@ -117,10 +161,10 @@ export class StateStore {
       }
       this.writeRows(owner, batch.rows);
       for (const a of batch.applied) {
-        this.db.insert(appliedEvents).values({
+        this.insertApplied.run({
           owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome,
           topic: a.position.topic, partition: a.position.partition, offset: a.position.offset,
-        }).run();
+        });
       }
       for (const r of batch.rejections) {
         this.db.insert(rejections).values({
@@ -129,10 +173,10 @@ export class StateStore {
         }).onConflictDoNothing().run();
       }
       for (const o of batch.outbox) {
-        this.db.insert(outbox).values({
+        this.insertOutbox.run({
           owner, topic: o.topic, partition: o.partition, key: o.key, value: bytes(o.value),
           headers: Object.keys(o.headers).length > 0 ? JSON.stringify(o.headers) : null,
-        }).run();
+        });
       }
       this.writeProgress(owner, batch.to);
     }).immediate();
@@ -145,39 +189,17 @@ export class StateStore {
    */
   commitView(owner: string, rows: TableRow[], to: RecordPosition[]): void {
     this.sqlite.transaction(() => {
-      for (const row of rows) {
-        this.db
-          .insert(tableRows)
-          .values({ owner, key: row.key, value: bytes(row.value), version: row.version })
-          .onConflictDoUpdate({
-            target: [tableRows.owner, tableRows.key],
-            set: { value: bytes(row.value), version: row.version },
-            setWhere: sql`${tableRows.version} < ${row.version}`,
-          })
-          .run();
-      }
+      for (const row of rows) this.upsertNewerRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
       this.writeProgress(owner, to);
     }).immediate();
   }
 
   private writeRows(owner: string, rows: TableRow[]): void {
-    for (const row of rows) {
-      this.db
-        .insert(tableRows)
-        .values({ owner, key: row.key, value: bytes(row.value), version: row.version })
-        .onConflictDoUpdate({ target: [tableRows.owner, tableRows.key], set: { value: bytes(row.value), version: row.version } })
-        .run();
-    }
+    for (const row of rows) this.upsertRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
   }
 
   private writeProgress(owner: string, positions: RecordPosition[]): void {
-    for (const p of positions) {
-      this.db
-        .insert(progress)
-        .values({ owner, topic: p.topic, partition: p.partition, nextOffset: p.offset })
-        .onConflictDoUpdate({ target: [progress.owner, progress.topic, progress.partition], set: { nextOffset: p.offset } })
-        .run();
-    }
+    for (const p of positions) this.upsertProgress.run({ owner, topic: p.topic, partition: p.partition, nextOffset: p.offset });
   }
 
   outbox(owner: string, limit: number): OutboxRecord[] {
