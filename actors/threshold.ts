@@ -19,7 +19,12 @@ export interface ThresholdRule {
   latenessMs: number;
   /** Hard cap on remembered entries per wallet. */
   entriesMax: number;
-  /** Deposits the collector would refuse are not deposits here either. */
+  /**
+   * Deposits refused for their amount alone are not deposits here either. A deposit
+   * the collector refuses because the balance would pass its maximum still counts:
+   * the detector cannot see balances, and the attempt to move that much money in
+   * one window is the signal it exists for.
+   */
   depositAmountMaxMinor: bigint;
 }
 

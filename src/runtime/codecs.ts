@@ -43,13 +43,13 @@ function toMs(timestamp: Timestamp | undefined, field: string): number {
 const optionalMs = (t: Timestamp | undefined) => (t ? toMs(t, "time") : null);
 const optionalTimestamp = (ms: number | null) => (ms === null ? undefined : timestampFromMs(ms));
 
-// Control characters in ids are always mistakes, and would be ambiguous in logs and
-// in the runtime's composite keys.
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+// Control characters (C0, DEL, C1) in ids are always mistakes, and would be
+// ambiguous in logs and in the runtime's composite keys.
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * Checks an id (wallet, deposit or event id): 1 to `max` characters (UTF-16 code
- * units, as JavaScript counts them), no control characters. Returns the code of the
+ * units, as JavaScript counts them), well-formed Unicode, no control characters. Returns the code of the
  * broken rule, or undefined. Shared by the API and the decoders, so an id the API
  * accepts is one the processors accept.
  */
@@ -57,6 +57,9 @@ export function idError(value: string, field: string, max: number): { code: stri
   if (value.length === 0) return { code: `${field}_is_required`, message: `${field} is required` };
   if (value.length > max) return { code: `${field}_too_long`, message: `${field} may be at most ${max} characters` };
   if (CONTROL_CHARACTER.test(value)) return { code: `${field}_has_control_characters`, message: `${field} must not contain control characters` };
+  // A lone surrogate has no UTF-8 form: encoding it for the log would turn it into
+  // U+FFFD and credit another wallet.
+  if (!value.isWellFormed()) return { code: `${field}_must_be_valid_unicode`, message: `${field} must be valid Unicode text` };
   return undefined;
 }
 
