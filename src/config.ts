@@ -16,6 +16,13 @@ export interface Config {
   threshold: ThresholdConfig;
   /** How often an embedded-log consumer looks for records written by other processes. */
   embeddedPollMs: number;
+  /** Kafka/Redpanda bootstrap brokers; empty means the embedded log. */
+  brokers: string[];
+  /** Prepended to every topic and consumer group on the broker. */
+  topicPrefix: string;
+  replicationFactor: number;
+  /** How long GET /check?after= waits for the view to include a position. */
+  checkAfterWaitMs: number;
 }
 
 export interface ThresholdConfig {
@@ -45,6 +52,22 @@ function amount(env: Env, name: string, fallback: string): bigint {
   return parseConfiguredAmount(name, raw === undefined || raw === "" ? fallback : raw);
 }
 
+function brokers(raw: string | undefined): string[] {
+  if (!raw) return [];
+  const list = raw.split(",").map((b) => b.trim()).filter(Boolean);
+  for (const broker of list) {
+    if (!/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(broker)) throw new Error(`BROKERS must be host:port[,host:port], got ${JSON.stringify(broker)}`);
+  }
+  return list;
+}
+
+function topicPrefix(raw: string | undefined): string {
+  const prefix = raw ?? "";
+  // Kafka topic names allow these characters only, up to 249 of them.
+  if (!/^[A-Za-z0-9._-]{0,100}$/.test(prefix)) throw new Error(`TOPIC_PREFIX may hold up to 100 of A-Z a-z 0-9 . _ -, got ${JSON.stringify(prefix)}`);
+  return prefix;
+}
+
 /** int64 is the wire type of balances; keep a margin so a sum of two never wraps. */
 const INT64_MAX = 2n ** 63n - 1n;
 
@@ -62,6 +85,10 @@ export function loadConfig(env: Env = process.env): Config {
       entriesMax: integer(env, "THRESHOLD_ENTRIES_MAX", 1000, 1, 100_000),
     },
     embeddedPollMs: integer(env, "EMBEDDED_POLL_MS", 50, 1, 1000),
+    brokers: brokers(env.BROKERS),
+    topicPrefix: topicPrefix(env.TOPIC_PREFIX),
+    replicationFactor: integer(env, "REPLICATION_FACTOR", 1, 1, 32),
+    checkAfterWaitMs: integer(env, "CHECK_AFTER_WAIT_MS", 2000, 0, 30_000),
   };
   if (config.balanceMaxMinor > INT64_MAX / 2n) throw new Error("BALANCE_MAX is too large for int64 balances");
   if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");

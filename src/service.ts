@@ -3,6 +3,7 @@ import type { FlagState } from "../actors/flagger.js";
 import type { Config } from "./config.js";
 import { createApp } from "./http/app.js";
 import { EmbeddedLog } from "./log/embedded.js";
+import { DEFAULT_KAFKA_OPTIONS, KafkaLog } from "./log/kafka.js";
 import type { Log } from "./log/log.js";
 import { balanceTableCodec, flaggerTableCodec } from "./runtime/codecs.js";
 import { Processor } from "./runtime/processor.js";
@@ -14,10 +15,16 @@ import { StateStore } from "./store/state-store.js";
  * Opens the configured log and makes sure every topic exists, co-partitioned.
  * BROKERS selects Kafka; unset means the embedded log under DATA_DIR.
  */
-export async function openLog(config: Config, env: Record<string, string | undefined> = process.env): Promise<Log> {
-  if (env.BROKERS) throw new Error("BROKERS is set, but the Kafka log is not built yet; unset BROKERS to use the embedded log");
-  const log = EmbeddedLog.open(config.dataDir, { pollMs: config.embeddedPollMs });
-  await log.ensureTopics(topicSpecs(config.partitions));
+export async function openLog(config: Config): Promise<Log> {
+  const log: Log = config.brokers.length > 0
+    ? new KafkaLog({ ...DEFAULT_KAFKA_OPTIONS, brokers: config.brokers, topicPrefix: config.topicPrefix, replicationFactor: config.replicationFactor })
+    : EmbeddedLog.open(config.dataDir, { pollMs: config.embeddedPollMs });
+  try {
+    await log.ensureTopics(topicSpecs(config.partitions));
+  } catch (error) {
+    await log.close().catch(() => {});
+    throw error;
+  }
   return log;
 }
 
@@ -67,7 +74,7 @@ export class Service {
     if (views) {
       views.balances.start();
       views.flags.start();
-      const app = createApp({ log, ...views, depositAmountMaxMinor: config.depositAmountMaxMinor });
+      const app = createApp({ log, ...views, depositAmountMaxMinor: config.depositAmountMaxMinor, checkAfterWaitMs: config.checkAfterWaitMs });
       service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: 1024 * 1024 });
       console.log(`depositaja listening on http://localhost:${service.server.port}`);
     }

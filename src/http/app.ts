@@ -16,6 +16,8 @@ export const BODY_BYTES_MAX = 16 * 1024;
 export interface WalletReader<T> {
   get(walletId: string): T | undefined;
   caughtUp(): boolean;
+  /** Resolves true once the reader includes the deposit at `position`, false after `timeoutMs`. */
+  waitFor(position: { partition: number; offset: number }, timeoutMs: number): Promise<boolean>;
 }
 
 export interface AppDeps {
@@ -23,6 +25,8 @@ export interface AppDeps {
   balances: WalletReader<BalanceState>;
   flags: WalletReader<FlagState>;
   depositAmountMaxMinor: bigint;
+  /** How long GET /check waits for ?after=<position> before answering without it. */
+  checkAfterWaitMs?: number;
   /** The clock that stamps accepted deposits; tests pass their own. */
   nowMs?: () => number;
 }
@@ -62,13 +66,18 @@ export function createApp(deps: AppDeps): Hono {
         deposit_id: depositId,
         wallet_id: walletId,
         amount: new RawNumber(formatMinor(amount.minor)),
-        position: { partition: position!.partition, offset: position!.offset },
+        // Pass as GET /check/:wallet_id?after=<position> to read this write.
+        position: `${position!.partition}:${position!.offset}`,
       });
     },
   );
 
-  app.get("/check/:wallet_id", (c) => {
+  app.get("/check/:wallet_id", async (c) => {
     const walletId = checkWalletId(c.req.param("wallet_id"));
+    const after = parsePosition(c.req.query("after"));
+    // Read your writes: the position a POST /deposit returned is in the balance view
+    // once the collector has applied it.
+    const included = after ? await deps.balances.waitFor(after, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT) : undefined;
     const balance = deps.balances.get(walletId);
     const flag = deps.flags.get(walletId);
     return exactJson(c, 200, {
@@ -80,6 +89,7 @@ export function createApp(deps: AppDeps): Hono {
       flag: flag?.flagged
         ? { reason: flag.reason, flagged_at: flag.changedTimeMs === null ? null : new Date(flag.changedTimeMs).toISOString() }
         : null,
+      after: after ? { position: `${after.partition}:${after.offset}`, included } : undefined,
     });
   });
 
@@ -96,6 +106,17 @@ export function createApp(deps: AppDeps): Hono {
     app.all(path, (c) => errorResponse(c, new ApiError(405, "method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}`)));
   }
   return app;
+}
+
+const CHECK_AFTER_WAIT_MS_DEFAULT = 2_000;
+const POSITION = /^(\d{1,4}):(\d{1,15})$/;
+
+/** Parses ?after=<partition>:<offset>, as POST /deposit returns it in `position`. */
+function parsePosition(text: string | undefined): { partition: number; offset: number } | undefined {
+  if (text === undefined) return undefined;
+  const match = POSITION.exec(text);
+  if (!match) throw new ApiError(400, "after_must_be_position", 'after must be a position "<partition>:<offset>" from POST /deposit, such as "9:0"');
+  return { partition: Number(match[1]), offset: Number(match[2]) };
 }
 
 function exactJson(c: Context, status: 200 | 202, body: unknown): Response {

@@ -31,6 +31,8 @@ export interface EmbeddedLogOptions {
   heartbeatMs?: number;
 }
 
+/** Records read per batch when replaying a changelog. */
+const REPLAY_BATCH_RECORDS_MAX = 2_000;
 /** Records appended in one transaction; bounds the time the write lock is held. */
 const APPEND_BATCH_RECORDS_MAX = 5_000;
 
@@ -222,6 +224,19 @@ export class EmbeddedLog implements Log {
       timestampMs: row.timestampMs,
       headers: row.headers ? (JSON.parse(row.headers) as Headers) : {},
     }));
+  }
+
+  async *replay(topic: string, from: RecordPosition[]): AsyncIterable<LogRecord[]> {
+    const ends = await this.endOffsets(topic);
+    for (const start of from) {
+      let offset = start.offset;
+      while (offset < ends[start.partition]!) {
+        const batch = this.read({ topic, partition: start.partition, offset }, REPLAY_BATCH_RECORDS_MAX);
+        if (batch.length === 0) break;
+        yield batch.filter((r) => r.offset < ends[start.partition]!);
+        offset = batch[batch.length - 1]!.offset + 1;
+      }
+    }
   }
 
   subscribe(options: SubscribeOptions): Subscription {

@@ -87,6 +87,11 @@ export interface Log {
   /** The next offset to be written, per partition. */
   endOffsets(topic: string): Promise<number[]>;
   subscribe(options: SubscribeOptions): Subscription;
+  /**
+   * Reads partitions of a topic from the given offsets up to their end offsets at the
+   * time of the call, in batches, each partition in order. For restoring tables.
+   */
+  replay(topic: string, from: RecordPosition[]): AsyncIterable<LogRecord[]>;
   /** Throws if the log cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

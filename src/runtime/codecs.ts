@@ -5,7 +5,7 @@ import type { FlagState } from "../../actors/flagger.js";
 import type { ThresholdState } from "../../actors/threshold.js";
 import type { DepositEvent, FlagChange, FlagReason } from "../../actors/types.js";
 import { DepositSchema, FlagEventSchema, FlagReason as FlagReasonPb } from "../gen/depositaja/v1/events_pb.js";
-import { BalanceTableValueSchema, FlaggerTableValueSchema, ThresholdTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
+import { AppliedEventSchema, BalanceTableValueSchema, FlaggerTableValueSchema, ThresholdTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
 
 /**
  * Translation between protobuf on the wire and the plain values actors use. Decoding
@@ -192,3 +192,22 @@ export const flaggerTableCodec: Codec<FlagState> = {
     };
   },
 };
+
+/** An applied event id as the `<group>-applied` changelog carries it. */
+export interface AppliedEventValue {
+  walletId: string;
+  eventId: string;
+  fingerprint: string;
+  outcome: string;
+}
+
+export const appliedEventCodec: Codec<AppliedEventValue> = {
+  encode: (a) => toBinary(AppliedEventSchema, create(AppliedEventSchema, a)),
+  decode: (bytes) => {
+    const m = fromBinary(AppliedEventSchema, bytes);
+    return { walletId: m.walletId, eventId: m.eventId, fingerprint: m.fingerprint, outcome: m.outcome };
+  },
+};
+
+/** The `<group>-applied` key: unambiguous, since ids cannot hold every character. */
+export const appliedEventKey = (walletId: string, eventId: string) => JSON.stringify([walletId, eventId]);

@@ -1,6 +1,6 @@
 import type { Log, LogRecord, RecordPosition, Subscription, TopicPartition } from "../log/log.js";
-import { StaleProgressError, type AppliedEvent, type BatchCommit, type Rejection, type StateStore } from "../store/state-store.js";
-import { DecodeError } from "./codecs.js";
+import { StaleProgressError, type AppliedEvent, type BatchCommit, type Rejection, type StateStore, type TableRow } from "../store/state-store.js";
+import { appliedEventCodec, appliedEventKey, DecodeError } from "./codecs.js";
 import { TOPICS, type AnyGroup } from "./topology.js";
 
 /** Limits of one processor, unit last. */
@@ -36,6 +36,17 @@ export interface FaultPoints {
 
 /** Header carrying the input offset that produced a changelog value. */
 export const VERSION_HEADER = "version";
+/**
+ * Header on every `<group>-table` record: the group had applied its input partition
+ * up to (not including) this offset when it wrote the record. Views use it to answer
+ * "does the table include the deposit at this position yet?".
+ */
+export const THROUGH_HEADER = "through";
+/**
+ * Key of a `<group>-table` record that only carries THROUGH_HEADER, for a batch that
+ * changed no row of its partition. No wallet has an empty id.
+ */
+export const PROGRESS_MARKER_KEY = "";
 
 const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
 
@@ -70,6 +81,13 @@ export class Processor {
     private readonly store: StateStore,
     private readonly limits: ProcessorLimits = DEFAULT_PROCESSOR_LIMITS,
     private readonly faults: FaultPoints = {},
+    /**
+     * Restore a partition's table and applied ids from the changelogs when it is
+     * assigned. On Kafka each instance has its own state.db, which is stale or empty
+     * when a partition comes from another instance. Embedded instances share one
+     * state.db on one DATA_DIR, so theirs never is.
+     */
+    private readonly restoreOnAssign: boolean = log.kind === "kafka",
   ) {}
 
   /** Starts the poll loop in the background. Errors other than retryable ones stop it and reject `done`. */
@@ -110,6 +128,7 @@ export class Processor {
     await this.publishOutbox();
     const poll = await this.subscription.poll(this.limits.batchRecordsMax, maxWaitMs);
     for (const tp of poll.revoked) this.positions.delete(tpKey(tp));
+    if (poll.assigned.length > 0 && this.restoreOnAssign) await this.restore(poll.assigned.map((tp) => tp.partition));
     for (const tp of poll.assigned) {
       const offset = this.store.progress(this.group.name, tp);
       this.positions.set(tpKey(tp), { ...tp, offset });
@@ -168,21 +187,71 @@ export class Processor {
       const current = states.get(record.key)?.state ?? this.loadState(record.key);
       const outcome = group.actor.handle(current, event);
       states.set(record.key, { state: outcome.state, version: record.offset, partition: record.partition });
-      applied.push({ key: record.key, eventId: id, fingerprint, outcome: outcome.rejection ?? "applied", position: at(record) });
+      const result = outcome.rejection ?? "applied";
+      applied.push({ key: record.key, eventId: id, fingerprint, outcome: result, position: at(record) });
+      outbox.push({
+        topic: TOPICS.applied(group.name),
+        partition: record.partition,
+        key: appliedEventKey(record.key, id),
+        value: appliedEventCodec.encode({ walletId: record.key, eventId: id, fingerprint, outcome: result }),
+        headers: { [VERSION_HEADER]: String(record.offset) },
+      });
       for (const out of outcome.emits) {
         const emit = group.emit(out);
         outbox.push({ topic: emit.topic, partition: null, key: emit.key, value: emit.value, headers: {} });
       }
     }
     const rows: BatchCommit["rows"] = [];
+    const through = (partition: number) => String(next.get(tpKey({ topic: group.input, partition }))!.offset);
+    const unchanged = new Set([...next.values()].map((p) => p.partition));
     for (const [key, s] of states) {
       const value = group.table.encode(s.state);
       rows.push({ key, value, version: s.version });
+      unchanged.delete(s.partition);
       // The changelog goes to the input's partition: the table is co-partitioned with it.
-      outbox.push({ topic: TOPICS.table(group.name), partition: s.partition, key, value, headers: { [VERSION_HEADER]: String(s.version) } });
+      outbox.push({
+        topic: TOPICS.table(group.name), partition: s.partition, key, value,
+        headers: { [VERSION_HEADER]: String(s.version), [THROUGH_HEADER]: through(s.partition) },
+      });
+    }
+    for (const partition of unchanged) {
+      outbox.push({
+        topic: TOPICS.table(group.name), partition, key: PROGRESS_MARKER_KEY, value: new Uint8Array(0),
+        headers: { [THROUGH_HEADER]: through(partition) },
+      });
     }
     const from = [...next.keys()].map((key) => this.positions.get(key)!);
     return { from, to: [...next.values()], rows, applied, rejections, outbox };
+  }
+
+  /**
+   * Brings the table and the applied ids of `partitions` up to date from the
+   * changelogs, from where this instance last read them (the start, for an empty
+   * state.db). Newer versions win, so rows this instance wrote itself and the
+   * changelog's copies of them agree. Events applied by whoever held the partition
+   * are then applied here at most once more: never, as their ids are restored.
+   */
+  private async restore(partitions: number[]): Promise<void> {
+    const owner = this.group.name;
+    const started = Date.now();
+    let restored = 0;
+    for (const topic of [TOPICS.table(this.group.name), TOPICS.applied(this.group.name)]) {
+      const from = partitions.map((partition) => ({ topic, partition, offset: this.store.progress(owner, { topic, partition }) }));
+      for await (const batch of this.log.replay(topic, from)) {
+        const to = lastPositions(batch);
+        if (topic === TOPICS.applied(this.group.name)) {
+          this.store.mergeApplied(owner, batch.map((r) => {
+            const a = appliedEventCodec.decode(r.value);
+            const position = { topic: this.group.input, partition: r.partition, offset: Number(r.headers[VERSION_HEADER] ?? -1) };
+            return { key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, position };
+          }), to);
+        } else {
+          this.store.mergeRows(owner, changelogRows(batch), to);
+        }
+        restored += batch.length;
+      }
+    }
+    console.log(`[${owner}] restored partitions ${partitions.join(",")} from ${restored} changelog records in ${Date.now() - started} ms`);
   }
 
   private loadState(key: string): unknown {
@@ -223,6 +292,25 @@ export class Processor {
 }
 
 const at = (r: LogRecord): RecordPosition => ({ topic: r.topic, partition: r.partition, offset: r.offset });
+
+/** The next offset after the last record of each partition in `records`. */
+export function lastPositions(records: LogRecord[]): RecordPosition[] {
+  const last = new Map<string, RecordPosition>();
+  for (const r of records) last.set(tpKey(r), { topic: r.topic, partition: r.partition, offset: r.offset + 1 });
+  return [...last.values()];
+}
+
+/** Table rows from `<group>-table` records, the newest per key, progress markers left out. */
+export function changelogRows(records: LogRecord[]): TableRow[] {
+  const rows = new Map<string, TableRow>();
+  for (const r of records) {
+    if (r.key === PROGRESS_MARKER_KEY) continue;
+    const version = Number(r.headers[VERSION_HEADER] ?? -1);
+    const held = rows.get(r.key);
+    if (!held || held.version < version) rows.set(r.key, { key: r.key, value: r.value, version });
+  }
+  return [...rows.values()];
+}
 
 /** Errors worth a retry: the log or the database was busy or briefly unreachable. */
 function isRetryable(error: unknown): boolean {

@@ -11,6 +11,7 @@ export const TOPICS = {
   deposits: "deposits",
   flags: "flags",
   table: (group: GroupName) => `${group}-table`,
+  applied: (group: GroupName) => `${group}-applied`,
 } as const;
 
 export type GroupName = "balance" | "threshold" | "flagger";
@@ -95,11 +96,18 @@ export function buildGroups(config: Config): Record<GroupName, AnyGroup> {
   };
 }
 
-/** Every topic, co-partitioned: inputs and the compacted changelogs of all groups. */
+/**
+ * Every topic, co-partitioned: the inputs, and per group two compacted changelogs:
+ * `<group>-table` (the table, keyed by wallet) and `<group>-applied` (the event ids
+ * it applied, keyed by [wallet, id]), from which another instance restores both.
+ */
 export function topicSpecs(partitions: number): TopicSpec[] {
   return [
     { name: TOPICS.deposits, partitions },
     { name: TOPICS.flags, partitions },
-    ...GROUP_NAMES.map((group) => ({ name: TOPICS.table(group), partitions, compacted: true })),
+    ...GROUP_NAMES.flatMap((group) => [
+      { name: TOPICS.table(group), partitions, compacted: true },
+      { name: TOPICS.applied(group), partitions, compacted: true },
+    ]),
   ];
 }

@@ -1,7 +1,7 @@
 import type { Log, RecordPosition, Subscription, TopicPartition } from "../log/log.js";
-import type { StateStore, TableRow } from "../store/state-store.js";
+import type { StateStore } from "../store/state-store.js";
 import type { Codec } from "./codecs.js";
-import { VERSION_HEADER } from "./processor.js";
+import { changelogRows, lastPositions, THROUGH_HEADER } from "./processor.js";
 
 export interface ViewLimits {
   batchRecordsMax: number;
@@ -40,6 +40,45 @@ export class TableView<T> {
     private readonly limits: ViewLimits = DEFAULT_VIEW_LIMITS,
   ) {
     this.owner = `view:${topic}`;
+    this.throughKey = `${topic}#through`;
+  }
+
+  /** Progress-table key under which the through offsets are stored. */
+  private readonly throughKey: string;
+
+  /** Per partition: the group's input offset the view has caught up to (THROUGH_HEADER). */
+  private readonly through = new Map<number, number>();
+  private waiters = new Set<() => void>();
+
+  /**
+   * Waits until the view includes the group's input record at `position` (same
+   * partition number: the table is co-partitioned with the input), or `timeoutMs`
+   * passes. Resolves true if it does. Read-your-writes for the API.
+   */
+  async waitFor(position: { partition: number; offset: number }, timeoutMs: number): Promise<boolean> {
+    const includes = () => (this.through.get(position.partition) ?? 0) > position.offset;
+    const deadline = Date.now() + timeoutMs;
+    while (!includes()) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, left);
+        const waiters = this.waiters;
+        function done() {
+          clearTimeout(timer);
+          waiters.delete(done);
+          resolve();
+        }
+        waiters.add(done);
+      });
+    }
+    return true;
+  }
+
+  private wakeWaiters(): void {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiters) wake();
   }
 
   get(key: string): T | undefined {
@@ -82,23 +121,29 @@ export class TableView<T> {
     const poll = await this.subscription.poll(this.limits.batchRecordsMax, maxWaitMs);
     for (const tp of poll.revoked) this.positions.delete(tpKey(tp));
     for (const tp of poll.assigned) {
+      this.through.set(tp.partition, this.store.progress(this.owner, { topic: this.throughKey, partition: tp.partition }));
       const position = { ...tp, offset: this.store.progress(this.owner, tp) };
       this.positions.set(tpKey(tp), position);
       this.subscription.seek(position);
     }
-    const rows = new Map<string, TableRow>();
-    const next = new Map<string, RecordPosition>();
-    for (const record of poll.records) {
-      const position = this.positions.get(tpKey(record));
-      if (!position || record.offset < position.offset) continue;
-      next.set(tpKey(record), { topic: record.topic, partition: record.partition, offset: record.offset + 1 });
-      const version = Number(record.headers[VERSION_HEADER] ?? -1);
-      const held = rows.get(record.key);
-      if (!held || held.version < version) rows.set(record.key, { key: record.key, value: record.value, version });
+    const fresh = poll.records.filter((r) => {
+      const position = this.positions.get(tpKey(r));
+      return position !== undefined && r.offset >= position.offset;
+    });
+    if (fresh.length === 0) return 0;
+    const next = lastPositions(fresh);
+    const through = new Map(this.through);
+    for (const r of fresh) {
+      const offset = Number(r.headers[THROUGH_HEADER] ?? 0);
+      if (offset > (through.get(r.partition) ?? 0)) through.set(r.partition, offset);
     }
-    if (next.size === 0) return 0;
-    this.store.commitView(this.owner, [...rows.values()], [...next.values()]);
-    for (const [key, p] of next) this.positions.set(key, p);
-    return poll.records.length;
+    // The through offsets are kept with the view's progress, so that after a restart
+    // the view still knows what it includes.
+    const throughPositions = [...through].map(([partition, offset]) => ({ topic: this.throughKey, partition, offset }));
+    this.store.mergeRows(this.owner, changelogRows(fresh), [...next, ...throughPositions]);
+    for (const p of next) this.positions.set(tpKey(p), p);
+    for (const [partition, offset] of through) this.through.set(partition, offset);
+    this.wakeWaiters();
+    return fresh.length;
   }
 }

@@ -78,6 +78,7 @@ export class StateStore {
   private readonly upsertNewerRow;
   private readonly upsertProgress;
   private readonly insertApplied;
+  private readonly insertAppliedIfNew;
   private readonly insertOutbox;
 
   constructor(path: string) {
@@ -123,6 +124,14 @@ export class StateStore {
         owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome"),
         topic: p("topic"), partition: p("partition"), offset: p("offset"),
       })
+      .prepare();
+    this.insertAppliedIfNew = this.db
+      .insert(appliedEvents)
+      .values({
+        owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome"),
+        topic: p("topic"), partition: p("partition"), offset: p("offset"),
+      })
+      .onConflictDoNothing()
       .prepare();
     this.insertOutbox = this.db
       .insert(outbox)
@@ -183,13 +192,27 @@ export class StateStore {
   }
 
   /**
-   * Applies changelog rows to a view: a row replaces the stored one only if its
-   * version is newer, so duplicated or reordered changelog records never move a view
-   * backwards. Progress moves in the same transaction.
+   * Merges changelog rows into a table (a view's, or a group's being restored): a row
+   * replaces the stored one only if its version is newer, so duplicated or reordered
+   * changelog records never move a table backwards. The changelog positions `to`
+   * move in the same transaction.
    */
-  commitView(owner: string, rows: TableRow[], to: RecordPosition[]): void {
+  mergeRows(owner: string, rows: TableRow[], to: RecordPosition[]): void {
     this.sqlite.transaction(() => {
       for (const row of rows) this.upsertNewerRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
+      this.writeProgress(owner, to);
+    }).immediate();
+  }
+
+  /** Merges applied event ids restored from a changelog; ids already known stay as they are. */
+  mergeApplied(owner: string, events: AppliedEvent[], to: RecordPosition[]): void {
+    this.sqlite.transaction(() => {
+      for (const a of events) {
+        this.insertAppliedIfNew.run({
+          owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome,
+          topic: a.position.topic, partition: a.position.partition, offset: a.position.offset,
+        });
+      }
       this.writeProgress(owner, to);
     }).immediate();
   }

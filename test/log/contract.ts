@@ -32,10 +32,10 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
 
     beforeAll(async () => {
       t = await open();
-    });
+    }, 30_000);
     afterAll(async () => {
       await t.cleanup();
-    });
+    }, 30_000);
 
     test("keyed records land in murmur2's partition, with dense offsets, in order", async () => {
       const name = topic();
@@ -52,7 +52,7 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
       expect(positions[3]!.offset).toBeGreaterThan(positions[0]!.offset);
       const ends = await t.log.endOffsets(name);
       expect(ends.reduce((a, b) => a + b, 0)).toBe(4);
-    });
+    }, 30_000);
 
     test("an explicit partition wins over the key", async () => {
       const name = topic();
@@ -60,7 +60,7 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
       const [p] = await t.log.produce([{ topic: name, key: "wallet-1", value: bytes("x"), partition: 3 }]);
       expect(p!.partition).toBe(3);
       await expect(t.log.produce([{ topic: name, key: "k", value: bytes("x"), partition: PARTITIONS }])).rejects.toThrow();
-    });
+    }, 30_000);
 
     test("a subscription without a group reads every partition, with keys, values and headers", async () => {
       const name = topic();
@@ -71,7 +71,7 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
       await sub.close();
       expect(records.map((r) => text(r.value)).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `v${i}`).sort());
       for (const r of records) expect(r.headers.version).toBe(r.key.slice(1));
-    });
+    }, 30_000);
 
     test("records produced by another client are delivered", async () => {
       const name = topic();
@@ -84,7 +84,7 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
       await sub.close();
       await other.close();
       expect(records.map((r) => r.key)).toEqual(["from-elsewhere"]);
-    });
+    }, 30_000);
 
     test("a group's committed offsets are where a new member starts", async () => {
       const name = topic();
@@ -99,7 +99,7 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
       const rest = await pollUntil(second, 2);
       await second.close();
       expect(rest.map((r) => text(r.value))).toEqual(["v3", "v4"]);
-    });
+    }, 30_000);
 
     test("members of a group share the partitions, and a survivor takes them all", async () => {
       const name = topic();
@@ -133,10 +133,10 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
       await t.log.ensureTopics([{ name, partitions: PARTITIONS }]);
       expect(t.log.ensureTopics([{ name, partitions: PARTITIONS + 1 }])).rejects.toBeInstanceOf(CoPartitioningError);
       expect(await t.log.partitionCount(name)).toBe(PARTITIONS);
-    });
+    }, 30_000);
 
     test("producing to a topic that does not exist fails", async () => {
       await expect(t.log.produce([{ topic: "no-such-topic", key: "k", value: bytes("x") }])).rejects.toThrow();
-    });
+    }, 30_000);
   });
 }

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file depositaja/v1/tables.proto.
  */
 export const file_depositaja_v1_tables: GenFile = /*@__PURE__*/
-  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSLGAQoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCSJTCgtXaW5kb3dFbnRyeRIuCgpldmVudF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhbW91bnRfbWlub3IYAiABKAMixwEKE1RocmVzaG9sZFRhYmxlVmFsdWUSKwoHZW50cmllcxgBIAMoCzIaLmRlcG9zaXRhamEudjEuV2luZG93RW50cnkSNQoRbmV3ZXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWZpcnN0X2JyZWFjaF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1ldmljdGVkX2NvdW50GAQgASgEIpgBChFGbGFnZ2VyVGFibGVWYWx1ZRIPCgdmbGFnZ2VkGAEgASgIEikKBnJlYXNvbhgCIAEoDjIZLmRlcG9zaXRhamEudjEuRmxhZ1JlYXNvbhIwCgxjaGFuZ2VkX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3RfZXZlbnRfaWQYBCABKAliBnByb3RvMw", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
+  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSLGAQoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCSJTCgtXaW5kb3dFbnRyeRIuCgpldmVudF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhbW91bnRfbWlub3IYAiABKAMixwEKE1RocmVzaG9sZFRhYmxlVmFsdWUSKwoHZW50cmllcxgBIAMoCzIaLmRlcG9zaXRhamEudjEuV2luZG93RW50cnkSNQoRbmV3ZXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWZpcnN0X2JyZWFjaF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1ldmljdGVkX2NvdW50GAQgASgEIpgBChFGbGFnZ2VyVGFibGVWYWx1ZRIPCgdmbGFnZ2VkGAEgASgIEikKBnJlYXNvbhgCIAEoDjIZLmRlcG9zaXRhamEudjEuRmxhZ1JlYXNvbhIwCgxjaGFuZ2VkX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3RfZXZlbnRfaWQYBCABKAkiWQoMQXBwbGllZEV2ZW50EhEKCXdhbGxldF9pZBgBIAEoCRIQCghldmVudF9pZBgCIAEoCRITCgtmaW5nZXJwcmludBgDIAEoCRIPCgdvdXRjb21lGAQgASgJYgZwcm90bzM", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
 
 /**
  * The balance (collector) group's value for one wallet.
@@ -179,4 +179,45 @@ export type FlaggerTableValue = Message<"depositaja.v1.FlaggerTableValue"> & {
  */
 export const FlaggerTableValueSchema: GenMessage<FlaggerTableValue> = /*@__PURE__*/
   messageDesc(file_depositaja_v1_tables, 3);
+
+/**
+ * An event a group has applied, on the compacted topic `<group>-applied`, keyed by
+ * the JSON array [wallet_id, event_id]. An instance that takes over a partition
+ * restores these with the table, so an event id applied elsewhere is still applied
+ * once.
+ *
+ * @generated from message depositaja.v1.AppliedEvent
+ */
+export type AppliedEvent = Message<"depositaja.v1.AppliedEvent"> & {
+  /**
+   * @generated from field: string wallet_id = 1;
+   */
+  walletId: string;
+
+  /**
+   * @generated from field: string event_id = 2;
+   */
+  eventId: string;
+
+  /**
+   * What must match for a repeat of the id to be a duplicate, e.g. "amount_minor=200000".
+   *
+   * @generated from field: string fingerprint = 3;
+   */
+  fingerprint: string;
+
+  /**
+   * "applied", or the code of the rule that refused the event.
+   *
+   * @generated from field: string outcome = 4;
+   */
+  outcome: string;
+};
+
+/**
+ * Describes the message depositaja.v1.AppliedEvent.
+ * Use `create(AppliedEventSchema)` to create a new message.
+ */
+export const AppliedEventSchema: GenMessage<AppliedEvent> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_tables, 4);
 
