@@ -85,3 +85,22 @@ export async function runCli(script: string, args: string[], env: Record<string,
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
 }
+
+/** A log to run the end-to-end suites against: its env for the service and the CLIs. */
+export interface Backend {
+  name: "embedded" | "kafka";
+  /** A fresh environment; on Kafka, a topic prefix no other suite uses. */
+  env(): Record<string, string>;
+}
+
+/**
+ * The logs the contract suites run on: always the embedded log, and Kafka when a
+ * broker can be had (see test/kafka-broker.ts; under CI=true it must be).
+ */
+export async function backends(suite: string): Promise<Backend[]> {
+  const { kafkaOrSkip, uniquePrefix } = await import("./kafka-broker.js");
+  const list: Backend[] = [{ name: "embedded", env: () => ({}) }];
+  const brokers = await kafkaOrSkip(`${suite} on Kafka`);
+  if (brokers) list.push({ name: "kafka", env: () => ({ BROKERS: brokers, TOPIC_PREFIX: uniquePrefix(suite.replace(/\W+/g, "-")) }) });
+  return list;
+}
