@@ -49,8 +49,13 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_
 }
 
 /** A `bun run dev` child process on `dataDir`, with its port read from its output. */
-export async function spawnDev(dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Bun.Subprocess; base: string }> {
-  const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/dev.ts")], {
+export function spawnDev(dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Bun.Subprocess; base: string }> {
+  return spawnApi("dev", dataDir, env);
+}
+
+/** A child process serving the API (`dev` or `api`), with its port read from its output. */
+export async function spawnApi(script: "dev" | "api", dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Bun.Subprocess; base: string }> {
+  const proc = Bun.spawn([process.execPath, join(REPO_DIR, `src/cli/${script}.ts`)], {
     cwd: REPO_DIR,
     env: { ...process.env, DATA_DIR: dataDir, PORT: "0", EMBEDDED_POLL_MS: "10", ...env },
     stdout: "pipe",
@@ -71,7 +76,7 @@ export async function spawnDev(dataDir: string, env: Record<string, string> = {}
     }
   }
   proc.kill("SIGKILL");
-  throw new Error(`dev did not start: ${text}`);
+  throw new Error(`${script} did not start: ${text}`);
 }
 
 /** Runs a package script's entry point (a CLI) to completion. */
