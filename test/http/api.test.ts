@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
 import { partitionForKey } from "../../src/log/murmur2.js";
+import { formatMinor } from "../../src/money.js";
 import { TOPICS } from "../../src/runtime/topology.js";
 import { backends, eventually, startDev } from "../support.js";
 
@@ -433,10 +434,50 @@ for (const backend of await backends("HTTP API")) {
     });
   });
 
-  // KNOWN BUG, expected to fail. The detector's rule says "deposits the collector would
-  // refuse are not deposits here either", but it only repeats the collector's stateless
-  // checks: a deposit the collector refuses because the balance would pass BALANCE_MAX
-  // still counts towards the threshold window, and flags the wallet.
+  describe(`${backend.name}: read your writes with GET /check?after=<position>`, () => {
+    let dev: Dev;
+    beforeAll(async () => {
+      dev = await startDev({ ...backend.env(), CHECK_AFTER_WAIT_MS: "500" });
+    });
+    afterAll(async () => {
+      await dev.stop();
+    });
+
+    test("a check after the deposit's position sees it at once, every time", async () => {
+      for (let i = 1; i <= 20; i++) {
+        const reply = await accepted(dev.base, { wallet_id: "ryw", amount: "1.01" });
+        const res = await request(dev.base, `/check/ryw?after=${reply.json.position}`);
+        expect(res.status).toBe(200);
+        expect(res.json.after).toEqual({ position: reply.json.position, included: true });
+        expect(res.json.deposit_count).toBe(i);
+        expect(res.text).toContain(`"balance":${formatMinor(101n * BigInt(i))},`);
+      }
+    });
+
+    test("a retried Idempotency-Key is included too, though it changes nothing", async () => {
+      const first = await accepted(dev.base, { wallet_id: "ryw-retry", amount: "7" }, { "idempotency-key": "ryw-k" });
+      const again = await accepted(dev.base, { wallet_id: "ryw-retry", amount: "7" }, { "idempotency-key": "ryw-k" });
+      expect(again.json.position).not.toBe(first.json.position);
+      const res = await request(dev.base, `/check/ryw-retry?after=${again.json.position}`);
+      expect(res.json.after.included).toBe(true);
+      expect(res.json).toMatchObject({ balance: 7, deposit_count: 1 });
+    });
+
+    test("a position not reached within the wait is answered with included: false", async () => {
+      const started = Date.now();
+      const res = await request(dev.base, "/check/ryw?after=0:999999999");
+      expect(res.status).toBe(200);
+      expect(res.json.after).toEqual({ position: "0:999999999", included: false });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+    });
+
+    test.each(["", "9", "a:1", "1:-1", "1:2:3", "99999:1"])("after=%p is refused with after_must_be_position", async (after) => {
+      const res = await request(dev.base, `/check/ryw?after=${encodeURIComponent(after)}`);
+      expect(res.status).toBe(400);
+      expect(res.json.error.code).toBe("after_must_be_position");
+    });
+  });
+
   describe(`${backend.name}: a deposit refused for overflowing the balance`, () => {
     let dev: Dev;
     beforeAll(async () => {
