@@ -5,12 +5,11 @@
 //   partitions from the changelogs (failure detection, rebalance and restore);
 // - how long a new instance with an empty DATA_DIR takes to restore every partition
 //   of every group from the changelogs alone.
-import { join } from "node:path";
 import { DEFAULT_KAFKA_OPTIONS, KafkaLog } from "../src/log/kafka.js";
 import { depositCodec } from "../src/runtime/codecs.js";
 import { GROUP_NAMES, TOPICS, topicSpecs } from "../src/runtime/topology.js";
 import { kafkaBrokers, uniquePrefix } from "../test/kafka-broker.js";
-import { REPO_DIR, tempDataDir } from "../test/support.js";
+import { spawnProcessor } from "../test/support.js";
 
 const WALLETS = Number(process.env.WALLETS ?? "100000");
 const brokers = await kafkaBrokers();
@@ -18,28 +17,8 @@ if (!brokers) throw new Error("no Kafka broker: set BROKERS, or install Java and
 const env = { BROKERS: brokers, TOPIC_PREFIX: uniquePrefix("restore") };
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-interface Instance {
-  proc: Bun.Subprocess;
-  output: () => string;
-  cleanup(): void;
-}
 
-function startProcessor(): Instance {
-  const data = tempDataDir();
-  const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/processor.ts")], {
-    cwd: REPO_DIR,
-    env: { ...process.env, ...env, DATA_DIR: data.dir },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  let text = "";
-  for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
-    (async () => {
-      for await (const chunk of stream) text += new TextDecoder().decode(chunk);
-    })().catch(() => {});
-  }
-  return { proc, output: () => text, cleanup: data.cleanup };
-}
+const startProcessor = () => spawnProcessor(env);
 
 /** Partitions restored so far, per group, and the changelog records read. */
 function restores(output: string): { partitions: Map<string, Set<number>>; records: number } {

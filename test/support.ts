@@ -109,3 +109,27 @@ export async function backends(suite: string): Promise<Backend[]> {
   if (brokers) list.push({ name: "kafka", env: () => ({ BROKERS: brokers, TOPIC_PREFIX: uniquePrefix(suite.replace(/\W+/g, "-")) }) });
   return list;
 }
+
+/** A `bun run processor` child process on a DATA_DIR of its own, its output collected. */
+export interface ProcessorProcess {
+  proc: Bun.Subprocess;
+  output(): string;
+  cleanup(): void;
+}
+
+export function spawnProcessor(env: Record<string, string>): ProcessorProcess {
+  const data = tempDataDir();
+  const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/processor.ts")], {
+    cwd: REPO_DIR,
+    env: { ...process.env, ...env, DATA_DIR: data.dir },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let text = "";
+  for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
+    (async () => {
+      for await (const chunk of stream) text += new TextDecoder().decode(chunk);
+    })().catch(() => {});
+  }
+  return { proc, output: () => text, cleanup: data.cleanup };
+}

@@ -20,12 +20,7 @@ const { values } = parse({
   amount: { type: "string" },
   at: { type: "string" },
   id: { type: "string" },
-  help: { type: "boolean", short: "h" },
 }, HELP);
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
 const config = loadConfig();
 const walletId = values.wallet ?? usage("--wallet is required", HELP);
 const walletError = idError(walletId, "wallet", WALLET_ID_LENGTH_MAX);

@@ -15,12 +15,7 @@ const { values } = parse({
   wallet: { type: "string" },
   remove: { type: "boolean" },
   id: { type: "string" },
-  help: { type: "boolean", short: "h" },
 }, HELP);
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
 const walletId = values.wallet ?? usage("--wallet is required", HELP);
 const walletError = idError(walletId, "wallet", WALLET_ID_LENGTH_MAX);
 if (walletError) usage(walletError.message, HELP);

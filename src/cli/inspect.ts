@@ -26,12 +26,7 @@ const SCHEMAS: Record<string, DescMessage> = {
 const { values, positionals } = parse({
   "from-beginning": { type: "boolean" },
   n: { type: "string", short: "n" },
-  help: { type: "boolean", short: "h" },
 }, HELP, true);
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
 if (positionals.length !== 1) usage("name exactly one topic", HELP);
 const topic = positionals[0]!;
 const schema = SCHEMAS[topic] ?? usage(`unknown topic ${topic}`, HELP);

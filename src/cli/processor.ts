@@ -13,12 +13,7 @@ const { values } = parse({
   collector: { type: "boolean" },
   detector: { type: "boolean" },
   flagger: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
 }, HELP);
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
 const chosen: GroupName[] = [];
 if (values.collector) chosen.push("balance");
 if (values.detector) chosen.push("threshold");

@@ -18,6 +18,7 @@ import {
   type TopicPartition,
   type TopicSpec,
 } from "./log.js";
+import { Signal } from "../signal.js";
 import { partitionForKey } from "./murmur2.js";
 
 const { groupMembers, groupOffsets, partitionHeads, records, topics } = schema;
@@ -62,7 +63,7 @@ export class EmbeddedLog implements Log {
   private readonly partitionCounts = new Map<string, number>();
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
-  private wakers = new Set<() => void>();
+  private readonly appended = new Signal();
   private closed = false;
   /** Bumped on every local append, so subscriptions can skip reads when idle. */
   appendCount = 0;
@@ -175,7 +176,7 @@ export class EmbeddedLog implements Log {
     }
     this.appendCount++;
     batch.forEach((append, i) => append.resolve(positions[i]!));
-    this.wake();
+    this.appended.notify();
   }
 
   private appendOne(record: ProduceRecord, nowMs: number): RecordPosition {
@@ -245,22 +246,7 @@ export class EmbeddedLog implements Log {
 
   /** Resolves after the next local append, or after `ms`. */
   waitForAppend(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const wakers = this.wakers;
-      function done() {
-        clearTimeout(timer);
-        wakers.delete(done);
-        resolve();
-      }
-      wakers.add(done);
-    });
-  }
-
-  private wake(): void {
-    const wakers = [...this.wakers];
-    this.wakers.clear();
-    for (const wake of wakers) wake();
+    return this.appended.wait(ms);
   }
 
   /** SQLite's counter of commits made by other connections to this file. */
@@ -277,7 +263,7 @@ export class EmbeddedLog implements Log {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    this.wake();
+    this.appended.notify();
     this.sqlite.close();
   }
 

@@ -1,5 +1,6 @@
 import type { Log, RecordPosition, Subscription, TopicPartition } from "../log/log.js";
 import type { StateStore } from "../store/state-store.js";
+import { Signal } from "../signal.js";
 import type { Codec } from "./codecs.js";
 import { changelogRows, lastPositions, THROUGH_HEADER } from "./processor.js";
 
@@ -48,7 +49,7 @@ export class TableView<T> {
 
   /** Per partition: the group's input offset the view has caught up to (THROUGH_HEADER). */
   private readonly through = new Map<number, number>();
-  private waiters = new Set<() => void>();
+  private readonly advanced = new Signal();
 
   /**
    * Waits until the view includes the group's input record at `position` (same
@@ -61,24 +62,9 @@ export class TableView<T> {
     while (!includes()) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        const waiters = this.waiters;
-        function done() {
-          clearTimeout(timer);
-          waiters.delete(done);
-          resolve();
-        }
-        waiters.add(done);
-      });
+      await this.advanced.wait(left);
     }
     return true;
-  }
-
-  private wakeWaiters(): void {
-    const waiters = [...this.waiters];
-    this.waiters.clear();
-    for (const wake of waiters) wake();
   }
 
   get(key: string): T | undefined {
@@ -143,7 +129,7 @@ export class TableView<T> {
     this.store.mergeRows(this.owner, changelogRows(fresh), [...next, ...throughPositions]);
     for (const p of next) this.positions.set(tpKey(p), p);
     for (const [partition, offset] of through) this.through.set(partition, offset);
-    this.wakeWaiters();
+    this.advanced.notify();
     return fresh.length;
   }
 }

@@ -3,35 +3,14 @@
 // them from the changelogs and end equal to the oracle. Then a new instance with an
 // empty DATA_DIR must rebuild its state from the changelogs alone.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
 import { formatMinor } from "../../src/money.js";
 import { kafkaOrSkip, uniquePrefix } from "../kafka-broker.js";
-import { eventually, REPO_DIR, spawnApi, tempDataDir } from "../support.js";
+import { eventually, spawnApi, spawnProcessor, tempDataDir, type ProcessorProcess } from "../support.js";
 
 const brokers = await kafkaOrSkip("scale-out on Kafka");
 
-interface Instance {
-  proc: Bun.Subprocess;
-  output: () => string;
-  data: ReturnType<typeof tempDataDir>;
-}
-
-function startProcessor(env: Record<string, string>): Instance {
-  const data = tempDataDir();
-  const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/processor.ts")], {
-    cwd: REPO_DIR,
-    env: { ...process.env, ...env, DATA_DIR: data.dir },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  let text = "";
-  for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
-    (async () => {
-      for await (const chunk of stream) text += new TextDecoder().decode(chunk);
-    })().catch(() => {});
-  }
-  return { proc, output: () => text, data };
-}
+type Instance = ProcessorProcess;
+const startProcessor = spawnProcessor;
 
 /** Partitions an instance restored, per group, from its "restored partitions" lines. */
 function restored(output: string, group: string): Set<number> {
@@ -123,7 +102,7 @@ describe.skipIf(!brokers)("scale-out on Kafka", () => {
     for (const i of instances) if (i.proc.exitCode === null) i.proc.kill("SIGKILL");
     api.proc.kill("SIGTERM");
     await api.proc.exited;
-    for (const i of instances) i.data.cleanup();
+    for (const i of instances) i.cleanup();
     apiData.cleanup();
   });
 
