@@ -38,7 +38,7 @@ async function endToEnd(): Promise<void> {
   const data = tempDataDir();
   // The service runs in its own process, as `bun run dev` does, so the load generator
   // does not share its event loop.
-  const { proc, base } = await spawnDev(data.dir, { EMBEDDED_POLL_MS: "50" });
+  const { proc, base } = await spawnDev(data.dir, { EMBEDDED_POLL_MS: "50", BROKERS: "" });
   let next = 0;
   const latencies: number[] = [];
   const [, ackMs] = await timed(() => Promise.all(Array.from({ length: concurrency }, async () => {

@@ -104,7 +104,9 @@ export interface Backend {
  */
 export async function backends(suite: string): Promise<Backend[]> {
   const { kafkaOrSkip, uniquePrefix } = await import("./kafka-broker.js");
-  const list: Backend[] = [{ name: "embedded", env: () => ({}) }];
+  // BROKERS is emptied explicitly: child processes inherit this process's env, and CI
+  // exports BROKERS for the Kafka half.
+  const list: Backend[] = [{ name: "embedded", env: () => ({ BROKERS: "" }) }];
   const brokers = await kafkaOrSkip(`${suite} on Kafka`);
   if (brokers) list.push({ name: "kafka", env: () => ({ BROKERS: brokers, TOPIC_PREFIX: uniquePrefix(suite.replace(/\W+/g, "-")) }) });
   return list;
