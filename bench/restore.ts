@@ -59,7 +59,7 @@ const lines = (output: string, group: string) =>
 // Two instances with empty DATA_DIRs share the work.
 const victim = startProcessor();
 const survivor = startProcessor();
-const applyMs = await until("two instances to apply every deposit", async () => (await total(TOPICS.table("balance"))) >= WALLETS && (await total(TOPICS.applied("threshold"))) >= WALLETS);
+const applyMs = await until("two instances to apply every deposit", async () => (await total(TOPICS.table("balance"))) >= 2 * WALLETS && (await total(TOPICS.table("threshold"))) >= 2 * WALLETS);
 console.log(`two instances applied them (three groups each) in ${seconds(applyMs)}`);
 await until("both instances to hold partitions of every group", () => GROUP_NAMES.every((g) => lines(victim.output(), g).length > 0 && lines(survivor.output(), g).length > 0));
 

@@ -3,8 +3,9 @@
 import { fromBinary, toJson, type DescMessage } from "@bufbuild/protobuf";
 import { loadConfig } from "../config.js";
 import { DepositSchema, FlagEventSchema } from "../gen/depositaja/v1/events_pb.js";
-import { BalanceTableValueSchema, FlaggerTableValueSchema, ThresholdTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
+import { AppliedEventSchema, BalanceTableValueSchema, FlaggerTableValueSchema, ThresholdTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
 import type { LogRecord } from "../log/log.js";
+import { APPLIED_KIND, KIND_HEADER } from "../runtime/processor.js";
 import { TOPICS } from "../runtime/topology.js";
 import { openLog } from "../service.js";
 import { parse, usage } from "./args.js";
@@ -41,8 +42,10 @@ function decode(record: LogRecord): Record<string, unknown> {
     timestamp: new Date(record.timestampMs).toISOString(),
   };
   if (Object.keys(record.headers).length > 0) line.headers = record.headers;
+  // A table's changelog also carries the event ids the group applied.
+  const recordSchema = record.headers[KIND_HEADER] === APPLIED_KIND ? AppliedEventSchema : schema;
   try {
-    line.value = toJson(schema, fromBinary(schema, record.value), { alwaysEmitImplicit: true });
+    line.value = toJson(recordSchema, fromBinary(recordSchema, record.value), { alwaysEmitImplicit: true });
   } catch (error) {
     line.error = `undecodable: ${(error as Error).message}`;
   }

@@ -1,13 +1,13 @@
 import type { Log, LogRecord, RecordPosition, Subscription, TopicPartition } from "../log/log.js";
 import { StaleProgressError, type AppliedEvent, type BatchCommit, type Rejection, type StateStore, type TableRow } from "../store/state-store.js";
 import { appliedEventCodec, appliedEventKey, DecodeError } from "./codecs.js";
+import { partitionForKey } from "../log/murmur2.js";
 import { TOPICS, type AnyGroup } from "./topology.js";
 
 /** Limits of one processor, unit last. */
 export interface ProcessorLimits {
   batchRecordsMax: number;
   pollWaitMs: number;
-  outboxBatchRecordsMax: number;
   /** Committed group offsets are advisory here (progress lives in state.db): commit them at most this often. */
   offsetCommitIntervalMs: number;
   retryBackoffMs: number;
@@ -21,7 +21,6 @@ export interface ProcessorLimits {
 export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
   batchRecordsMax: 500,
   pollWaitMs: 200,
-  outboxBatchRecordsMax: 1_000,
   offsetCommitIntervalMs: 1_000,
   retryBackoffMs: 500,
   lingerMs: 10,
@@ -47,6 +46,16 @@ export const THROUGH_HEADER = "through";
  * changed no row of its partition. No wallet has an empty id.
  */
 export const PROGRESS_MARKER_KEY = "";
+/**
+ * Header marking a `<group>-table` record as an applied event id rather than a table
+ * row (value: AppliedEvent). Ids travel in the table's own topic and partition, in the
+ * same produce as the rows of their batch, so a restore never sees one without the other.
+ */
+export const KIND_HEADER = "kind";
+export const APPLIED_KIND = "applied";
+
+/** Records one outbox publish may carry: a batch's outbox is never split. */
+const OUTBOX_RECORDS_MAX = 100_000;
 
 const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
 
@@ -68,6 +77,13 @@ const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
  */
 export class Processor {
   private readonly positions = new Map<string, RecordPosition>();
+  /** Partitions assigned but not yet restored; their records wait in the backlog. */
+  private readonly unrestored = new Map<string, TopicPartition>();
+  /**
+   * Records polled but not yet committed. A failed commit leaves them here to be
+   * retried: on Kafka a subscription cannot go back to re-read them.
+   */
+  private backlog: LogRecord[] = [];
   private subscription: Subscription | undefined;
   private running: Promise<void> | undefined;
   private stopping = false;
@@ -89,6 +105,9 @@ export class Processor {
      */
     private readonly restoreOnAssign: boolean = log.kind === "kafka",
   ) {}
+
+  /** The input's partition count, learned when the first batch is processed. */
+  private partitions = 0;
 
   /** Starts the poll loop in the background. Errors other than retryable ones stop it and reject `done`. */
   start(): void {
@@ -126,19 +145,23 @@ export class Processor {
   async step(maxWaitMs: number): Promise<number> {
     this.subscription ??= this.log.subscribe({ topics: [this.group.input], group: this.group.name });
     await this.publishOutbox();
-    const poll = await this.subscription.poll(this.limits.batchRecordsMax, maxWaitMs);
-    for (const tp of poll.revoked) this.positions.delete(tpKey(tp));
-    if (poll.assigned.length > 0 && this.restoreOnAssign) await this.restore(poll.assigned.map((tp) => tp.partition));
-    for (const tp of poll.assigned) {
-      const offset = this.store.progress(this.group.name, tp);
-      this.positions.set(tpKey(tp), { ...tp, offset });
-      this.subscription.seek({ ...tp, offset });
+    const room = this.limits.batchRecordsMax - this.backlog.length;
+    const poll = room > 0 ? await this.subscription.poll(room, maxWaitMs) : { records: [], assigned: [], revoked: [] };
+    for (const tp of poll.revoked) {
+      this.positions.delete(tpKey(tp));
+      this.unrestored.delete(tpKey(tp));
     }
-    const records = poll.records.filter((r) => this.positions.has(tpKey(r)));
+    for (const tp of poll.assigned) this.unrestored.set(tpKey(tp), tp);
+    this.backlog.push(...poll.records);
+    this.backlog = this.backlog.filter((r) => this.positions.has(tpKey(r)) || this.unrestored.has(tpKey(r)));
+    await this.takeAssigned();
+    const records = this.backlog.slice(0, this.limits.batchRecordsMax);
     if (records.length === 0) return 0;
+    this.partitions ||= await this.log.partitionCount(this.group.input);
     const commit = this.processBatch(records);
     this.faults.beforeCommit?.();
     this.store.commitBatch(this.group.name, commit);
+    this.backlog.splice(0, records.length);
     for (const p of commit.to) this.positions.set(tpKey(p), p);
     this.appliedCount += commit.applied.length;
     this.faults.afterCommit?.();
@@ -146,6 +169,23 @@ export class Processor {
     this.faults.afterPublish?.();
     await this.maybeCommitOffsets();
     return records.length;
+  }
+
+  /**
+   * Makes assigned partitions ready: restored from the changelog where needed, then
+   * positioned at the stored progress. A restore that fails leaves them unrestored,
+   * and their records in the backlog, for the next step.
+   */
+  private async takeAssigned(): Promise<void> {
+    if (this.unrestored.size === 0) return;
+    const tps = [...this.unrestored.values()];
+    if (this.restoreOnAssign) await this.restore(tps.map((tp) => tp.partition));
+    for (const tp of tps) {
+      const offset = this.store.progress(this.group.name, tp);
+      this.positions.set(tpKey(tp), { ...tp, offset });
+      this.subscription?.seek({ ...tp, offset });
+      this.unrestored.delete(tpKey(tp));
+    }
   }
 
   /** Runs the actor over a batch, in memory; nothing is written until the commit. */
@@ -176,6 +216,10 @@ export class Processor {
         reject("key_does_not_match_wallet", "the record key must be the event's wallet id, or the wallet's events would be split across partitions");
         continue;
       }
+      if (partitionForKey(record.key, this.partitions) !== record.partition) {
+        reject("wrong_partition", `wallet ${record.key} belongs in partition ${partitionForKey(record.key, this.partitions)} (Kafka's murmur2); a producer with another partitioner split it`);
+        continue;
+      }
       const { id, fingerprint } = group.identity(event);
       const seenKey = `${record.key}\u0000${id}`;
       const prior = seen.get(seenKey) ?? this.store.appliedEvent(owner, record.key, id)?.fingerprint;
@@ -190,15 +234,17 @@ export class Processor {
       const result = outcome.rejection ?? "applied";
       applied.push({ key: record.key, eventId: id, fingerprint, outcome: result, position: at(record) });
       outbox.push({
-        topic: TOPICS.applied(group.name),
+        topic: TOPICS.table(group.name),
         partition: record.partition,
         key: appliedEventKey(record.key, id),
         value: appliedEventCodec.encode({ walletId: record.key, eventId: id, fingerprint, outcome: result }),
-        headers: { [VERSION_HEADER]: String(record.offset) },
+        headers: { [VERSION_HEADER]: String(record.offset), [KIND_HEADER]: APPLIED_KIND },
       });
       for (const out of outcome.emits) {
         const emit = group.emit(out);
-        outbox.push({ topic: emit.topic, partition: null, key: emit.key, value: emit.value, headers: {} });
+        // Emits are keyed by the same wallet, so they belong to the same partition
+        // number (co-partitioning, checked above); naming it tags the outbox row.
+        outbox.push({ topic: emit.topic, partition: record.partition, key: emit.key, value: emit.value, headers: {} });
       }
     }
     const rows: BatchCommit["rows"] = [];
@@ -226,30 +272,41 @@ export class Processor {
 
   /**
    * Brings the table and the applied ids of `partitions` up to date from the
-   * changelogs, from where this instance last read them (the start, for an empty
-   * state.db). Newer versions win, so rows this instance wrote itself and the
-   * changelog's copies of them agree. Events applied by whoever held the partition
-   * are then applied here at most once more: never, as their ids are restored.
+   * changelog, from where this instance last read it (the start, for an empty
+   * state.db). Rows merge newest-version-wins; applied ids are added. Events applied
+   * by whoever held a partition are then recognised here by their ids.
+   *
+   * Records this instance committed but never published (it crashed in between) are
+   * still in its outbox. They are published if this instance is still ahead of the
+   * changelog; if the changelog has caught up or moved past (another instance applied
+   * the same input meanwhile), they are stale and dropped, since a compacted topic
+   * keeps the last record written, not the newest version.
    */
   private async restore(partitions: number[]): Promise<void> {
     const owner = this.group.name;
+    const topic = TOPICS.table(this.group.name);
     const started = Date.now();
     let restored = 0;
-    for (const topic of [TOPICS.table(this.group.name), TOPICS.applied(this.group.name)]) {
-      const from = partitions.map((partition) => ({ topic, partition, offset: this.store.progress(owner, { topic, partition }) }));
-      for await (const batch of this.log.replay(topic, from)) {
-        const to = lastPositions(batch);
-        if (topic === TOPICS.applied(this.group.name)) {
-          this.store.mergeApplied(owner, batch.map((r) => {
-            const a = appliedEventCodec.decode(r.value);
-            const position = { topic: this.group.input, partition: r.partition, offset: Number(r.headers[VERSION_HEADER] ?? -1) };
-            return { key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, position };
-          }), to);
-        } else {
-          this.store.mergeRows(owner, changelogRows(batch), to);
-        }
-        restored += batch.length;
+    const throughKey = `${topic}#through`;
+    const through = new Map(partitions.map((p) => [p, this.store.progress(owner, { topic: throughKey, partition: p })]));
+    const from = partitions.map((partition) => ({ topic, partition, offset: this.store.progress(owner, { topic, partition }) }));
+    for await (const batch of this.log.replay(topic, from)) {
+      const applied: AppliedEvent[] = [];
+      for (const r of batch) {
+        const reached = Number(r.headers[THROUGH_HEADER] ?? 0);
+        if (reached > through.get(r.partition)!) through.set(r.partition, reached);
+        if (r.headers[KIND_HEADER] !== APPLIED_KIND) continue;
+        const a = appliedEventCodec.decode(r.value);
+        const position = { topic: this.group.input, partition: r.partition, offset: Number(r.headers[VERSION_HEADER] ?? -1) };
+        applied.push({ key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, position });
       }
+      const marks = [...through].map(([partition, offset]) => ({ topic: throughKey, partition, offset }));
+      this.store.mergeChangelog(owner, changelogRows(batch), applied, [...lastPositions(batch), ...marks]);
+      restored += batch.length;
+    }
+    for (const partition of partitions) {
+      const local = this.store.progress(owner, { topic: this.group.input, partition });
+      if (through.get(partition)! >= local) this.store.deleteOutboxOf(owner, partition);
     }
     console.log(`[${owner}] restored partitions ${partitions.join(",")} from ${restored} changelog records in ${Date.now() - started} ms`);
   }
@@ -259,15 +316,21 @@ export class Processor {
     return row ? this.group.table.decode(row.value) : this.group.actor.initial();
   }
 
+  /**
+   * Sends the outbox of the partitions this instance holds, in one produce, so a
+   * batch's rows and applied ids land together (one record batch per partition).
+   * Rows of partitions it does not hold wait: restore decides whether they are still
+   * news when the partition comes back.
+   */
   private async publishOutbox(): Promise<void> {
-    for (;;) {
-      const pending = this.store.outbox(this.group.name, this.limits.outboxBatchRecordsMax);
-      if (pending.length === 0) return;
-      await this.log.produce(pending.map(({ topic, partition, key, value, headers }) => ({
-        topic, key, value, headers, ...(partition === null ? {} : { partition }),
-      })));
-      this.store.deleteOutbox(this.group.name, pending[pending.length - 1]!.id);
-    }
+    const owned = [...this.positions.values()].map((p) => p.partition);
+    if (owned.length === 0) return;
+    const pending = this.store.outbox(this.group.name, owned, OUTBOX_RECORDS_MAX);
+    if (pending.length === 0) return;
+    await this.log.produce(pending.map(({ topic, partition, key, value, headers }) => ({
+      topic, key, value, headers, ...(partition === null ? {} : { partition }),
+    })));
+    this.store.deleteOutbox(this.group.name, pending.map((r) => r.id));
   }
 
   private async maybeCommitOffsets(): Promise<void> {
@@ -277,11 +340,20 @@ export class Processor {
     await this.subscription.commit([...this.positions.values()]);
   }
 
+  /**
+   * After another process moved the stored progress (a shared state.db), continue
+   * from it: records below it are dropped from the backlog; the subscription resumes
+   * after the backlog, since the backlog still holds what lies between.
+   */
   private resyncPositions(): void {
     for (const [key, p] of this.positions) {
       const offset = this.store.progress(this.group.name, p);
       this.positions.set(key, { ...p, offset });
-      this.subscription?.seek({ ...p, offset });
+    }
+    this.backlog = this.backlog.filter((r) => r.offset >= (this.positions.get(tpKey(r))?.offset ?? Number.POSITIVE_INFINITY));
+    for (const p of this.positions.values()) {
+      const held = this.backlog.filter((r) => r.partition === p.partition && r.topic === p.topic);
+      this.subscription?.seek({ ...p, offset: held.length > 0 ? held[held.length - 1]!.offset + 1 : p.offset });
     }
   }
 
@@ -304,7 +376,7 @@ export function lastPositions(records: LogRecord[]): RecordPosition[] {
 export function changelogRows(records: LogRecord[]): TableRow[] {
   const rows = new Map<string, TableRow>();
   for (const r of records) {
-    if (r.key === PROGRESS_MARKER_KEY) continue;
+    if (r.key === PROGRESS_MARKER_KEY || r.headers[KIND_HEADER] === APPLIED_KIND) continue;
     const version = Number(r.headers[VERSION_HEADER] ?? -1);
     const held = rows.get(r.key);
     if (!held || held.version < version) rows.set(r.key, { key: r.key, value: r.value, version });

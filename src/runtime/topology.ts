@@ -11,7 +11,6 @@ export const TOPICS = {
   deposits: "deposits",
   flags: "flags",
   table: (group: GroupName) => `${group}-table`,
-  applied: (group: GroupName) => `${group}-applied`,
 } as const;
 
 export type GroupName = "balance" | "threshold" | "flagger";
@@ -97,17 +96,15 @@ export function buildGroups(config: Config): Record<GroupName, AnyGroup> {
 }
 
 /**
- * Every topic, co-partitioned: the inputs, and per group two compacted changelogs:
- * `<group>-table` (the table, keyed by wallet) and `<group>-applied` (the event ids
- * it applied, keyed by [wallet, id]), from which another instance restores both.
+ * Every topic, co-partitioned: the inputs, and per group its compacted changelog
+ * `<group>-table`. The changelog holds the table (keyed by wallet) and the event ids
+ * the group applied (keyed by [wallet, id], header kind=applied), from which another
+ * instance restores both.
  */
 export function topicSpecs(partitions: number): TopicSpec[] {
   return [
     { name: TOPICS.deposits, partitions },
     { name: TOPICS.flags, partitions },
-    ...GROUP_NAMES.flatMap((group) => [
-      { name: TOPICS.table(group), partitions, compacted: true },
-      { name: TOPICS.applied(group), partitions, compacted: true },
-    ]),
+    ...GROUP_NAMES.map((group) => ({ name: TOPICS.table(group), partitions, compacted: true })),
   ];
 }

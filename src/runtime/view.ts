@@ -1,4 +1,4 @@
-import type { Log, RecordPosition, Subscription, TopicPartition } from "../log/log.js";
+import type { Log, LogRecord, RecordPosition, Subscription, TopicPartition } from "../log/log.js";
 import type { StateStore } from "../store/state-store.js";
 import { Signal } from "../signal.js";
 import type { Codec } from "./codecs.js";
@@ -50,6 +50,8 @@ export class TableView<T> {
   /** Per partition: the group's input offset the view has caught up to (THROUGH_HEADER). */
   private readonly through = new Map<number, number>();
   private readonly advanced = new Signal();
+  /** Records polled but not yet committed; retried after a failed commit. */
+  private backlog: LogRecord[] = [];
 
   /**
    * Waits until the view includes the group's input record at `position` (same
@@ -94,6 +96,7 @@ export class TableView<T> {
         const count = await this.step(this.limits.pollWaitMs);
         if (count > 0 && count < this.limits.batchRecordsMax) await Bun.sleep(this.limits.lingerMs);
       } catch (error) {
+        // Records whose commit failed stay in the backlog and are retried.
         console.warn(`[${this.owner}] retrying after: ${(error as Error).message}`);
         await Bun.sleep(this.limits.retryBackoffMs);
       }
@@ -104,7 +107,8 @@ export class TableView<T> {
   async step(maxWaitMs: number): Promise<number> {
     this.startEnds ??= await this.log.endOffsets(this.topic);
     this.subscription ??= this.log.subscribe({ topics: [this.topic] });
-    const poll = await this.subscription.poll(this.limits.batchRecordsMax, maxWaitMs);
+    const room = this.limits.batchRecordsMax - this.backlog.length;
+    const poll = room > 0 ? await this.subscription.poll(room, maxWaitMs) : { records: [], assigned: [], revoked: [] };
     for (const tp of poll.revoked) this.positions.delete(tpKey(tp));
     for (const tp of poll.assigned) {
       this.through.set(tp.partition, this.store.progress(this.owner, { topic: this.throughKey, partition: tp.partition }));
@@ -112,10 +116,14 @@ export class TableView<T> {
       this.positions.set(tpKey(tp), position);
       this.subscription.seek(position);
     }
-    const fresh = poll.records.filter((r) => {
+    // Polled records stay in the backlog until their commit succeeds: a subscription
+    // on Kafka cannot go back to read them again.
+    this.backlog.push(...poll.records);
+    this.backlog = this.backlog.filter((r) => {
       const position = this.positions.get(tpKey(r));
       return position !== undefined && r.offset >= position.offset;
     });
+    const fresh = this.backlog;
     if (fresh.length === 0) return 0;
     const next = lastPositions(fresh);
     const through = new Map(this.through);
@@ -127,6 +135,7 @@ export class TableView<T> {
     // the view still knows what it includes.
     const throughPositions = [...through].map(([partition, offset]) => ({ topic: this.throughKey, partition, offset }));
     this.store.mergeRows(this.owner, changelogRows(fresh), [...next, ...throughPositions]);
+    this.backlog = [];
     for (const p of next) this.positions.set(tpKey(p), p);
     for (const [partition, offset] of through) this.through.set(partition, offset);
     this.advanced.notify();

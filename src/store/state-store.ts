@@ -1,5 +1,5 @@
 import type { Database } from "bun:sqlite";
-import { and, asc, eq, lte, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { join } from "node:path";
 import type { Headers, RecordPosition, TopicPartition } from "../log/log.js";
@@ -204,10 +204,15 @@ export class StateStore {
     }).immediate();
   }
 
-  /** Merges applied event ids restored from a changelog; ids already known stay as they are. */
-  mergeApplied(owner: string, events: AppliedEvent[], to: RecordPosition[]): void {
+  /**
+   * Merges what a changelog held into a group's table: rows newest-version-wins,
+   * applied ids added (ids already known stay as they are), and the changelog
+   * positions `to`, all in one transaction.
+   */
+  mergeChangelog(owner: string, rows: TableRow[], applied: AppliedEvent[], to: RecordPosition[]): void {
     this.sqlite.transaction(() => {
-      for (const a of events) {
+      for (const row of rows) this.upsertNewerRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
+      for (const a of applied) {
         this.insertAppliedIfNew.run({
           owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome,
           topic: a.position.topic, partition: a.position.partition, offset: a.position.offset,
@@ -225,11 +230,12 @@ export class StateStore {
     for (const p of positions) this.upsertProgress.run({ owner, topic: p.topic, partition: p.partition, nextOffset: p.offset });
   }
 
-  outbox(owner: string, limit: number): OutboxRecord[] {
+  /** The outbox of `owner` for some partitions, oldest first. */
+  outbox(owner: string, partitions: number[], limit: number): OutboxRecord[] {
     return this.db
       .select()
       .from(outbox)
-      .where(eq(outbox.owner, owner))
+      .where(and(eq(outbox.owner, owner), inArray(outbox.partition, partitions)))
       .orderBy(asc(outbox.id))
       .limit(limit)
       .all()
@@ -243,9 +249,18 @@ export class StateStore {
       }));
   }
 
-  /** Forgets outbox records up to `id`, once the log has stored them. */
-  deleteOutbox(owner: string, id: number): void {
-    this.db.delete(outbox).where(and(eq(outbox.owner, owner), lte(outbox.id, id))).run();
+  /** Forgets outbox records once the log has stored them. */
+  deleteOutbox(owner: string, ids: number[]): void {
+    this.sqlite.transaction(() => {
+      for (let i = 0; i < ids.length; i += 500) {
+        this.db.delete(outbox).where(and(eq(outbox.owner, owner), inArray(outbox.id, ids.slice(i, i + 500)))).run();
+      }
+    }).immediate();
+  }
+
+  /** Drops the outbox of one partition: the changelog already has newer news. */
+  deleteOutboxOf(owner: string, partition: number): void {
+    this.db.delete(outbox).where(and(eq(outbox.owner, owner), eq(outbox.partition, partition))).run();
   }
 
   rejectionsOf(owner: string): Rejection[] {

@@ -5,6 +5,7 @@ import { DEFAULT_PROCESSOR_LIMITS, Processor, type FaultPoints } from "../../src
 import { buildGroups, TOPICS, topicSpecs, type GroupName } from "../../src/runtime/topology.js";
 import { TableView } from "../../src/runtime/view.js";
 import { EmbeddedLog } from "../../src/log/embedded.js";
+import { partitionForKey } from "../../src/log/murmur2.js";
 import { StateStore } from "../../src/store/state-store.js";
 import { testConfig } from "../support.js";
 
@@ -15,6 +16,7 @@ const groups = buildGroups(config);
 const limits = { ...DEFAULT_PROCESSOR_LIMITS, batchRecordsMax: 4, offsetCommitIntervalMs: 0 };
 
 class Crash extends Error {}
+class TransientFailure extends Error {}
 
 interface Deposit {
   wallet: string;
@@ -38,7 +40,12 @@ class Harness {
   restoreOnAssign = false;
 
   fresh(name: GroupName, faults: FaultPoints): Processor {
-    return new Processor(groups[name], this.log, this.store, limits, faults, this.restoreOnAssign);
+    const transient = {
+      beforeCommit: () => {
+        if (this.transient.delete(name)) throw new TransientFailure("database is locked (injected)");
+      },
+    };
+    return new Processor(groups[name], this.log, this.store, limits, { ...transient, ...faults }, this.restoreOnAssign);
   }
 
   /**
@@ -62,6 +69,21 @@ class Harness {
   }
 
   /** Runs one step of a group; with `crashAt`, the process dies at that point and restarts. */
+  /** Groups whose next commit fails once with a retryable error, the process living on. */
+  readonly transient = new Set<GroupName>();
+
+  /** The same processor hits a retryable failure before its commit, and carries on. */
+  async stepWithTransientFailure(name: GroupName) {
+    this.transient.add(name);
+    try {
+      await this.processors.get(name)!.step(0);
+      await this.processors.get(name)!.step(0);
+    } catch (error) {
+      if (!(error instanceof TransientFailure)) throw error;
+    }
+    this.transient.delete(name);
+  }
+
   async step(name: GroupName, crashAt?: keyof FaultPoints) {
     if (!crashAt) {
       await this.processors.get(name)!.step(0);
@@ -177,7 +199,8 @@ describe("runtime", () => {
   type Command =
     | { kind: "produce"; deposits: Deposit[] }
     | { kind: "step"; group: GroupName }
-    | { kind: "crash"; group: GroupName; at: keyof FaultPoints };
+    | { kind: "crash"; group: GroupName; at: keyof FaultPoints }
+    | { kind: "transient"; group: GroupName };
 
   const command: fc.Arbitrary<Command> = fc.oneof(
     fc.record({ kind: fc.constant("produce" as const), deposits: fc.array(deposit, { minLength: 1, maxLength: 5 }) }),
@@ -187,7 +210,19 @@ describe("runtime", () => {
       group: fc.constantFrom<GroupName>("balance", "threshold", "flagger"),
       at: fc.constantFrom<keyof FaultPoints>("beforeCommit", "afterCommit", "afterPublish"),
     }),
+    fc.record({ kind: fc.constant("transient" as const), group: fc.constantFrom<GroupName>("balance", "threshold", "flagger") }),
   );
+
+  async function run(h: Harness, c: Command, produced: Deposit[]) {
+    if (c.kind === "produce") {
+      await h.produce(c.deposits);
+      produced.push(...c.deposits);
+    } else if (c.kind === "transient") {
+      await h.stepWithTransientFailure(c.group);
+    } else {
+      await h.step(c.group, c.kind === "crash" ? c.at : undefined);
+    }
+  }
 
   test("rebuild from the changelogs: a new instance with an empty store applies nothing twice", async () => {
     await fc.assert(
@@ -197,12 +232,7 @@ describe("runtime", () => {
         try {
           await h.init();
           for (const c of before) {
-            if (c.kind === "produce") {
-              await h.produce(c.deposits);
-              produced.push(...c.deposits);
-            } else {
-              await h.step(c.group, c.kind === "crash" ? c.at : undefined);
-            }
+            await run(h, c, produced);
           }
           await h.moveToNewInstance();
           // The new instance re-reads the input from its own (empty) progress: every
@@ -232,12 +262,7 @@ describe("runtime", () => {
         try {
           await h.init();
           for (const c of commands) {
-            if (c.kind === "produce") {
-              await h.produce(c.deposits);
-              produced.push(...c.deposits);
-            } else {
-              await h.step(c.group, c.kind === "crash" ? c.at : undefined);
-            }
+            await run(h, c, produced);
             // At every step, the committed balances are the model of exactly the records
             // below the committed progress of each partition: nothing lost, nothing twice.
             expect(h.balances()).toEqual(model(h.committedDeposits()).balances);
@@ -261,4 +286,58 @@ describe("runtime", () => {
       { numRuns: 1_000 },
     );
   }, 300_000);
+
+  test("a record in the wrong partition for its wallet is refused, not applied", async () => {
+    const h = new Harness();
+    try {
+      await h.init();
+      const right = partitionForKey("alice", PARTITIONS);
+      const value = depositCodec.encode({ depositId: "misplaced", walletId: "alice", amountMinor: 7n, eventTimeMs: 0 });
+      await h.log.produce([{ topic: TOPICS.deposits, key: "alice", value, partition: (right + 1) % PARTITIONS }]);
+      await h.produce([{ wallet: "alice", id: "placed", amount: 5n, timeMs: 0 }]);
+      await h.drain();
+      expect(h.balances().get("alice")).toBe(5n);
+      expect(h.store.rejectionsOf("balance").map((r) => r.code)).toEqual(["wrong_partition"]);
+    } finally {
+      h.close();
+    }
+  });
+
+  test("an instance that comes back drops outbox rows the changelog has moved past", async () => {
+    const log = new EmbeddedLog(":memory:", { pollMs: 1 });
+    await log.ensureTopics(topicSpecs(PARTITIONS));
+    const stores = { a: new StateStore(":memory:"), b: new StateStore(":memory:") };
+    const instance = (store: StateStore, faults: FaultPoints = {}) => new Processor(groups.balance, log, store, limits, faults, true);
+    const deposit = (id: string, amount: bigint) =>
+      log.produce([{ topic: TOPICS.deposits, key: "alice", value: depositCodec.encode({ depositId: id, walletId: "alice", amountMinor: amount, eventTimeMs: 0 }) }]);
+    const partition = partitionForKey("alice", PARTITIONS);
+    const steps = async (p: Processor, n: number) => {
+      for (let i = 0; i < n; i++) await p.step(0);
+    };
+    try {
+      // A applies 100 and dies before publishing it.
+      await deposit("d1", 100n);
+      const a = instance(stores.a, { afterCommit: () => { throw new Crash(); } });
+      await expect(steps(a, 3)).rejects.toBeInstanceOf(Crash);
+      await a.stop();
+      expect(stores.a.outbox("balance", [partition], 100)).toHaveLength(2); // the applied id and the row
+      // B takes over with an empty store, applies 100 again and then 50, and publishes.
+      const b = instance(stores.b);
+      await deposit("d2", 50n);
+      await steps(b, 4);
+      await b.stop();
+      // A comes back: its unpublished row (100) is older than the changelog's (150).
+      const back = instance(stores.a);
+      await steps(back, 3);
+      await back.stop();
+      expect(stores.a.outbox("balance", [partition], 100)).toEqual([]);
+      const rows = log.read({ topic: TOPICS.table("balance"), partition, offset: 0 }, 1_000).filter((r) => r.key === "alice");
+      expect(balanceTableCodec.decode(rows[rows.length - 1]!.value).balanceMinor).toBe(150n);
+      expect(balanceTableCodec.decode(stores.a.row("balance", "alice")!.value).balanceMinor).toBe(150n);
+    } finally {
+      stores.a.close();
+      stores.b.close();
+      log.sqlite.close();
+    }
+  });
 });
