@@ -92,5 +92,10 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (config.balanceMaxMinor > INT64_MAX / 2n) throw new Error("BALANCE_MAX is too large for int64 balances");
   if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");
+  // A window holds at most THRESHOLD_ENTRIES_MAX deposits plus the new one; its sum is
+  // carried as int64 in flag events.
+  if (BigInt(config.threshold.entriesMax + 1) * config.depositAmountMaxMinor > INT64_MAX) {
+    throw new Error("(THRESHOLD_ENTRIES_MAX + 1) * DEPOSIT_AMOUNT_MAX must fit in int64 minor units");
+  }
   return config;
 }

@@ -34,11 +34,16 @@ function fail(code: AmountError, message: string): AmountResult {
 /**
  * Parses a decimal amount ("2000", "20.5", 2000, 20.5) into minor units.
  * `maxMinor` is the inclusive upper bound. Never throws.
+ *
+ * `sourceText` is the JSON text a number was parsed from, when known: a float holds
+ * 20.499999999999999 as 20.5, so the digits the client wrote are judged, not the float.
  */
-export function parseAmount(input: unknown, maxMinor: bigint): AmountResult {
+export function parseAmount(input: unknown, maxMinor: bigint, sourceText?: string): AmountResult {
   if (input === undefined || input === null) return fail("amount_is_required", "amount is required");
   let text: string;
-  if (typeof input === "number") {
+  if (typeof input === "number" && sourceText !== undefined && DECIMAL.test(sourceText)) {
+    text = sourceText;
+  } else if (typeof input === "number") {
     if (!Number.isFinite(input)) return fail("amount_must_be_finite", "amount must be a finite number");
     if (input <= 0) return fail("amount_must_be_positive", "amount must be greater than zero");
     text = String(input);

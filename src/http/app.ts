@@ -55,13 +55,13 @@ export function createApp(deps: AppDeps): Hono {
       },
     }),
     async (c) => {
-      const body = await readJsonObject(c);
+      const { body, amountSource } = await readJsonObject(c);
       const walletId = checkWalletId(body.wallet_id);
-      const amount = parseAmount(body.amount, deps.depositAmountMaxMinor);
+      const amount = parseAmount(body.amount, deps.depositAmountMaxMinor, amountSource);
       if (!amount.ok) throw new ApiError(400, amount.code, amount.message);
       const depositId = idempotencyKey(c) ?? Bun.randomUUIDv7();
       const value = depositCodec.encode({ depositId, walletId, amountMinor: amount.minor, eventTimeMs: nowMs() });
-      const [position] = await produceOrUnavailable(deps.log, { topic: TOPICS.deposits, key: walletId, value });
+      const [position] = await produceOrUnavailable(deps.log, { topic: TOPICS.deposits, key: walletId, value }, depositId);
       return exactJson(c, 202, {
         deposit_id: depositId,
         wallet_id: walletId,
@@ -128,22 +128,35 @@ function exactJson(c: Context, status: 200 | 202, body: unknown): Response {
  * sends none, so curl labels it application/x-www-form-urlencoded. Only multipart
  * bodies are refused outright, since they cannot be JSON.
  */
-async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
+async function readJsonObject(c: Context): Promise<{ body: Record<string, unknown>; amountSource?: string }> {
   const contentType = c.req.header("content-type") ?? "";
   if (/^multipart\//i.test(contentType)) {
     throw new ApiError(415, "body_must_be_json", "send the body as JSON, not multipart form data");
   }
-  const text = await c.req.text();
-  let body: unknown;
+  let text: string;
   try {
-    body = JSON.parse(text);
+    // Invalid UTF-8 would otherwise decode to U+FFFD and merge different wallet ids.
+    text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    throw new ApiError(400, "body_must_be_utf8", "the body must be UTF-8 text");
+  }
+  let body: unknown;
+  // The source text of each number named "amount", by the object holding it (JSON.parse
+  // source text access), so money is judged by the digits sent, not by a float.
+  const amountSources = new WeakMap<object, string>();
+  try {
+    body = JSON.parse(text, function (this: object, key: string, value: unknown, context?: { source?: string }) {
+      if (key === "amount" && typeof value === "number" && context?.source !== undefined) amountSources.set(this, context.source);
+      return value;
+    } as (key: string, value: unknown) => unknown);
   } catch {
     throw new ApiError(400, "body_must_be_json", 'the body must be a JSON object such as {"wallet_id":"w1","amount":"20.50"}');
   }
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
     throw new ApiError(400, "body_must_be_object", "the body must be a JSON object");
   }
-  return body as Record<string, unknown>;
+  return { body: body as Record<string, unknown>, amountSource: amountSources.get(body) };
 }
 
 function checkWalletId(value: unknown): string {
@@ -162,11 +175,13 @@ function idempotencyKey(c: Context): string | undefined {
   return key;
 }
 
-async function produceOrUnavailable(log: Log, record: Parameters<Log["produce"]>[0][number]) {
+async function produceOrUnavailable(log: Log, record: Parameters<Log["produce"]>[0][number], depositId: string) {
   try {
     return await log.produce([record]);
   } catch (error) {
     console.error("produce failed", error);
-    throw new ApiError(503, "log_unavailable", "the deposit was not stored; it is safe to retry with the same Idempotency-Key");
+    // On Kafka a failed or timed-out produce may still have landed, so the client is
+    // told the id to retry with: the same id for the same wallet counts once.
+    throw new ApiError(503, "log_unavailable", `the deposit may not have been stored; retry with the header Idempotency-Key: ${depositId}`, { deposit_id: depositId });
   }
 }

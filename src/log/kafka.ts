@@ -360,6 +360,14 @@ class KafkaSubscription implements Subscription {
       this.floor.delete(key);
       this.changes.revoked.push(fromKey(key));
     }
+    // Changes pile up until the next poll, where the runtime applies "revoked" before
+    // "assigned". A partition given and taken away again in between must be reported
+    // as revoked only, or the runtime would end up holding it.
+    const revoked = new Map(this.changes.revoked.map((tp) => [tpKey(tp), tp]));
+    this.changes = {
+      assigned: this.changes.assigned.filter((tp) => this.assignment.has(tpKey(tp))),
+      revoked: [...revoked.values()],
+    };
     this.buffer = this.buffer.filter((r) => this.assignment.has(tpKey(r)));
     this.notify();
   }
@@ -384,7 +392,11 @@ class KafkaSubscription implements Subscription {
     await this.start();
     const deadline = Date.now() + maxWaitMs;
     for (;;) {
-      if (this.failure) throw this.failure;
+      if (this.failure) {
+        const failure = this.failure;
+        await this.reset();
+        throw failure;
+      }
       if (this.changes.assigned.length > 0 || this.changes.revoked.length > 0) {
         const changes = this.changes;
         this.changes = { assigned: [], revoked: [] };
@@ -405,6 +417,26 @@ class KafkaSubscription implements Subscription {
         };
       });
     }
+  }
+
+  /**
+   * Drops the broken consumer after a stream error. Its partitions are reported as
+   * revoked at the next poll, which starts a new consumer that joins the group again.
+   */
+  private async reset(): Promise<void> {
+    const consumer = this.consumer;
+    const stream = this.stream;
+    this.failure = undefined;
+    this.starting = undefined;
+    this.consumer = undefined;
+    this.stream = undefined;
+    for (const key of this.assignment) this.changes.revoked.push(fromKey(key));
+    this.changes.assigned = [];
+    this.assignment.clear();
+    this.floor.clear();
+    this.buffer = [];
+    await stream?.close().catch(() => {});
+    await consumer?.close(true).catch(() => {});
   }
 
   seek(position: RecordPosition): void {

@@ -384,8 +384,14 @@ export function changelogRows(records: LogRecord[]): TableRow[] {
   return [...rows.values()];
 }
 
-/** Errors worth a retry: the log or the database was busy or briefly unreachable. */
-function isRetryable(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : String(error);
-  return /SQLITE_BUSY|database is locked|ECONNREFUSED|ETIMEDOUT|timeout/i.test(message);
+/**
+ * Errors worth a retry: the database was busy, or the log briefly unreachable (the
+ * Kafka client marks such errors canRetry; connection failures and our own produce
+ * deadline say so in their message). Anything else is a broken invariant and stops
+ * the processor.
+ */
+export function isRetryable(error: unknown): boolean {
+  if ((error as { canRetry?: unknown } | null)?.canRetry === true) return true;
+  const message = error instanceof Error ? `${error.message} ${String((error as { cause?: unknown }).cause ?? "")}` : String(error);
+  return /SQLITE_BUSY|database is locked|ECONNREFUSED|ECONNRESET|ETIMEDOUT|timeout|did not complete within|Connection to .* failed|metadata failed|network/i.test(message);
 }

@@ -52,6 +52,7 @@ export class TableView<T> {
   private readonly advanced = new Signal();
   /** Records polled but not yet committed; retried after a failed commit. */
   private backlog: LogRecord[] = [];
+  private healthy = true;
 
   /**
    * Waits until the view includes the group's input record at `position` (same
@@ -84,9 +85,12 @@ export class TableView<T> {
     await this.subscription?.close();
   }
 
-  /** True once the view has read everything that was in the changelog when it started. */
+  /**
+   * True once the view has read everything that was in the changelog when it started,
+   * and its last read succeeded: a view that cannot reach its log is not ready.
+   */
   caughtUp(): boolean {
-    if (!this.startEnds || this.positions.size < this.startEnds.length) return false;
+    if (!this.healthy || !this.startEnds || this.positions.size < this.startEnds.length) return false;
     return this.startEnds.every((end, partition) => (this.positions.get(tpKey({ topic: this.topic, partition }))?.offset ?? 0) >= end);
   }
 
@@ -95,8 +99,10 @@ export class TableView<T> {
       try {
         const count = await this.step(this.limits.pollWaitMs);
         if (count > 0 && count < this.limits.batchRecordsMax) await Bun.sleep(this.limits.lingerMs);
+        this.healthy = true;
       } catch (error) {
         // Records whose commit failed stay in the backlog and are retried.
+        this.healthy = false;
         console.warn(`[${this.owner}] retrying after: ${(error as Error).message}`);
         await Bun.sleep(this.limits.retryBackoffMs);
       }

@@ -1,0 +1,26 @@
+import { expect, test } from "bun:test";
+import { loadConfig } from "../src/config.js";
+
+test("defaults are the documented ones", () => {
+  const c = loadConfig({});
+  expect(c).toMatchObject({ port: 8080, dataDir: "./data", partitions: 12, brokers: [], topicPrefix: "", replicationFactor: 1, checkAfterWaitMs: 2000 });
+  expect(c.threshold).toEqual({ amountMinor: 1_000_000n, windowMs: 120_000, latenessMs: 86_400_000, entriesMax: 1000 });
+  expect(c.depositAmountMaxMinor).toBe(100_000_000_000n);
+});
+
+test.each([
+  [{ PORT: "eighty" }, /PORT must be a whole number/],
+  [{ PARTITIONS: "0" }, /PARTITIONS must be between 1 and 1024/],
+  [{ THRESHOLD_AMOUNT: "10.001" }, /THRESHOLD_AMOUNT: amount may have at most 2 decimals/],
+  [{ BROKERS: "localhost" }, /BROKERS must be host:port/],
+  [{ TOPIC_PREFIX: "bad prefix" }, /TOPIC_PREFIX/],
+  [{ DEPOSIT_AMOUNT_MAX: "2000", BALANCE_MAX: "1000" }, /DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX/],
+  // A window sum of 1,001 maximal deposits would not fit the int64 of a flag event.
+  [{ DEPOSIT_AMOUNT_MAX: "40000000000000000", BALANCE_MAX: "40000000000000000" }, /must fit in int64/],
+])("refuses %p", (env, message) => {
+  expect(() => loadConfig(env)).toThrow(message);
+});
+
+test("BROKERS takes a comma-separated list", () => {
+  expect(loadConfig({ BROKERS: "a:9092, b:9093" }).brokers).toEqual(["a:9092", "b:9093"]);
+});

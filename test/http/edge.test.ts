@@ -1,0 +1,60 @@
+// Edge cases of the HTTP layer that need a log in a particular state: one that
+// refuses writes, checked in process with app.request as Hono's own tests do.
+import { describe, expect, test } from "bun:test";
+import { createApp } from "../../src/http/app.js";
+import type { Log } from "../../src/log/log.js";
+import { EmbeddedLog } from "../../src/log/embedded.js";
+import { topicSpecs } from "../../src/runtime/topology.js";
+
+const noViews = { get: () => undefined, caughtUp: () => true, waitFor: async () => true };
+
+describe("when the log refuses a write", () => {
+  test("POST /deposit answers 503 log_unavailable with the deposit id to retry with", async () => {
+    // A real embedded log, closed: every produce fails as it would when the file or
+    // the broker is gone.
+    const log = new EmbeddedLog(":memory:", { pollMs: 10 });
+    await log.ensureTopics(topicSpecs(12));
+    await log.close();
+    const app = createApp({ log: log as Log, balances: noViews, flags: noViews, depositAmountMaxMinor: 10_000n });
+    const res = await app.request("/deposit", { method: "POST", body: '{"wallet_id":"w","amount":"5"}' });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: { code: string; message: string; deposit_id: string } };
+    expect(body.error.code).toBe("log_unavailable");
+    expect(body.error.deposit_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(body.error.message).toContain(body.error.deposit_id);
+
+    const keyed = await app.request("/deposit", { method: "POST", headers: { "idempotency-key": "k-1" }, body: '{"wallet_id":"w","amount":"5"}' });
+    expect(((await keyed.json()) as { error: { deposit_id: string } }).error.deposit_id).toBe("k-1");
+  });
+});
+
+describe("money is judged by the digits sent", () => {
+  const log = new EmbeddedLog(":memory:", { pollMs: 10 });
+  const app = createApp({ log, balances: noViews, flags: noViews, depositAmountMaxMinor: 100_000_000_000n });
+
+  test.each([
+    ['{"wallet_id":"w","amount":20.499999999999999}', 400, "amount_has_too_many_decimals"],
+    ['{"wallet_id":"w","amount":0.30000000000000004}', 400, "amount_has_too_many_decimals"],
+    ['{"wallet_id":"w","amount":-0}', 400, "amount_must_be_positive"],
+    ['{"wallet_id":"w","amount":1e309}', 400, "amount_must_be_finite"],
+  ])("%s -> %d %s", async (body, status, code) => {
+    await log.ensureTopics(topicSpecs(12));
+    const res = await app.request("/deposit", { method: "POST", body });
+    expect(res.status).toBe(status);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+  });
+
+  test("an exponent is read as the number it is: 1e2 is 100", async () => {
+    await log.ensureTopics(topicSpecs(12));
+    const res = await app.request("/deposit", { method: "POST", body: '{"wallet_id":"w","amount":1e2}' });
+    expect(res.status).toBe(202);
+    expect(await res.text()).toContain('"amount":100,');
+  });
+
+  test("a body that is not UTF-8 is refused, not decoded to U+FFFD", async () => {
+    const bytes = new Uint8Array([...new TextEncoder().encode('{"wallet_id":"'), 0xff, ...new TextEncoder().encode('","amount":"1"}')]);
+    const res = await app.request("/deposit", { method: "POST", body: bytes });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("body_must_be_utf8");
+  });
+});
