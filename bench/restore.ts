@@ -59,14 +59,22 @@ const lines = (output: string, group: string) =>
 // Two instances with empty DATA_DIRs share the work.
 const victim = startProcessor();
 const survivor = startProcessor();
+// Each deposit leaves two changelog records per group: its applied id and its row.
 const applyMs = await until("two instances to apply every deposit", async () => (await total(TOPICS.table("balance"))) >= 2 * WALLETS && (await total(TOPICS.table("threshold"))) >= 2 * WALLETS);
 console.log(`two instances applied them (three groups each) in ${seconds(applyMs)}`);
-await until("both instances to hold partitions of every group", () => GROUP_NAMES.every((g) => lines(victim.output(), g).length > 0 && lines(survivor.output(), g).length > 0));
 
-// SIGKILL one: the survivor must restore the victim's partitions, which it never held,
-// from the changelogs.
+// SIGKILL one: the survivor must restore the victim's partitions from the changelogs.
+// What an instance holds is replayed from its "restored" and "revoked" lines.
+function held(output: string, group: string): Set<number> {
+  const holding = new Set<number>();
+  for (const m of output.matchAll(new RegExp(`\\[${group}\\] (restored|revoked) partitions ([\\d,]+)`, "g"))) {
+    for (const p of m[2]!.split(",").map(Number)) (m[1] === "restored" ? holding.add(p) : holding.delete(p));
+  }
+  return holding;
+}
+await until("the two instances to split the partitions", () => GROUP_NAMES.every((g) => held(survivor.output(), g).size < 12 && held(victim.output(), g).size > 0));
 const seenBefore = new Map(GROUP_NAMES.map((g) => [g, lines(survivor.output(), g).length]));
-const heldBySurvivor = new Map(GROUP_NAMES.map((g) => [g, new Set(lines(survivor.output(), g).flatMap((l) => l.partitions))]));
+const heldBySurvivor = new Map(GROUP_NAMES.map((g) => [g, held(survivor.output(), g)]));
 const killedAt = performance.now();
 victim.proc.kill("SIGKILL");
 await victim.proc.exited;

@@ -402,10 +402,11 @@ class KafkaSubscription implements Subscription {
         this.changes = { assigned: [], revoked: [] };
         return { records: [], ...changes };
       }
+      // Resumed here whatever emptied the buffer: a revocation or a seek can drop its
+      // records without a poll taking them, and a stream left paused never refills.
+      if (this.buffer.length < KafkaSubscription.BUFFER_RECORDS_MAX / 2) this.stream?.resume();
       if (this.buffer.length > 0) {
-        const records = this.buffer.splice(0, maxRecords);
-        if (this.buffer.length < KafkaSubscription.BUFFER_RECORDS_MAX / 2) this.stream?.resume();
-        return { records, assigned: [], revoked: [] };
+        return { records: this.buffer.splice(0, maxRecords), assigned: [], revoked: [] };
       }
       const left = deadline - Date.now();
       if (left <= 0 || this.closed) return { records: [], assigned: [], revoked: [] };

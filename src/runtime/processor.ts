@@ -151,6 +151,7 @@ export class Processor {
       this.positions.delete(tpKey(tp));
       this.unrestored.delete(tpKey(tp));
     }
+    if (poll.revoked.length > 0) console.log(`[${this.group.name}] revoked partitions ${poll.revoked.map((tp) => tp.partition).join(",")}`);
     for (const tp of poll.assigned) this.unrestored.set(tpKey(tp), tp);
     this.backlog.push(...poll.records);
     this.backlog = this.backlog.filter((r) => this.positions.has(tpKey(r)) || this.unrestored.has(tpKey(r)));

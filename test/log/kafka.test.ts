@@ -12,3 +12,30 @@ if (brokers) {
     return { log, other: async () => open(), cleanup: () => log.close() };
   });
 }
+
+if (brokers) {
+  const { expect, test } = await import("bun:test");
+  test("kafka: a subscription whose full buffer is emptied by a seek keeps reading", async () => {
+    const log = new KafkaLog({ ...DEFAULT_KAFKA_OPTIONS, brokers: brokers.split(","), topicPrefix: uniquePrefix("pause") });
+    try {
+      await log.ensureTopics([{ name: "t", partitions: 1 }]);
+      const value = new Uint8Array(8);
+      // More than the subscription buffers (5,000), so its stream pauses.
+      await log.produce(Array.from({ length: 6_000 }, (_, i) => ({ topic: "t", key: `k${i}`, value, partition: 0 })));
+      const sub = log.subscribe({ topics: ["t"] });
+      expect((await sub.poll(1, 10_000)).assigned).toEqual([{ topic: "t", partition: 0 }]);
+      await Bun.sleep(2_000);
+      // Skip everything buffered so far: the buffer empties without a poll taking it.
+      sub.seek({ topic: "t", partition: 0, offset: 6_000 });
+      await log.produce([{ topic: "t", key: "after", value, partition: 0 }]);
+      const seen: number[] = [];
+      const deadline = Date.now() + 15_000;
+      while (!seen.includes(6_000) && Date.now() < deadline) seen.push(...(await sub.poll(1_000, 500)).records.map((r) => r.offset));
+      expect(seen).toContain(6_000);
+      expect(Math.min(...seen)).toBeGreaterThanOrEqual(6_000);
+      await sub.close();
+    } finally {
+      await log.close();
+    }
+  }, 60_000);
+}
