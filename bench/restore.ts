@@ -9,7 +9,7 @@ import { DEFAULT_KAFKA_OPTIONS, KafkaLog } from "../src/log/kafka.js";
 import { depositCodec } from "../src/runtime/codecs.js";
 import { GROUP_NAMES, TOPICS, topicSpecs } from "../src/runtime/topology.js";
 import { kafkaBrokers, uniquePrefix } from "../test/kafka-broker.js";
-import { spawnProcessor } from "../test/support.js";
+import { heldPartitions, spawnProcessor } from "../test/support.js";
 
 const WALLETS = Number(process.env.WALLETS ?? "100000");
 const brokers = await kafkaBrokers();
@@ -64,14 +64,7 @@ const applyMs = await until("two instances to apply every deposit", async () => 
 console.log(`two instances applied them (three groups each) in ${seconds(applyMs)}`);
 
 // SIGKILL one: the survivor must restore the victim's partitions from the changelogs.
-// What an instance holds is replayed from its "restored" and "revoked" lines.
-function held(output: string, group: string): Set<number> {
-  const holding = new Set<number>();
-  for (const m of output.matchAll(new RegExp(`\\[${group}\\] (restored|revoked) partitions ([\\d,]+)`, "g"))) {
-    for (const p of m[2]!.split(",").map(Number)) (m[1] === "restored" ? holding.add(p) : holding.delete(p));
-  }
-  return holding;
-}
+const held = heldPartitions;
 await until("the two instances to split the partitions", () => GROUP_NAMES.every((g) => held(survivor.output(), g).size < 12 && held(victim.output(), g).size > 0));
 const seenBefore = new Map(GROUP_NAMES.map((g) => [g, lines(survivor.output(), g).length]));
 const heldBySurvivor = new Map(GROUP_NAMES.map((g) => [g, held(survivor.output(), g)]));

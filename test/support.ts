@@ -135,3 +135,19 @@ export function spawnProcessor(env: Record<string, string>): ProcessorProcess {
   }
   return { proc, output: () => text, cleanup: data.cleanup };
 }
+
+/**
+ * The partitions of `group` a processor holds, replayed from its output: the runtime
+ * logs "[group] restored partitions …" when it takes partitions and "[group] revoked
+ * partitions …" when it loses them.
+ */
+export function heldPartitions(output: string, group: string): Set<number> {
+  const holding = new Set<number>();
+  for (const m of output.matchAll(new RegExp(`\\[${group}\\] (restored|revoked) partitions ([\\d,]+)`, "g"))) {
+    for (const p of m[2]!.split(",").map(Number)) {
+      if (m[1] === "restored") holding.add(p);
+      else holding.delete(p);
+    }
+  }
+  return holding;
+}

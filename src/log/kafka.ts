@@ -34,6 +34,11 @@ export interface KafkaLogOptions {
    * client that retries with the same deposit id is then counted once.
    */
   produceTimeoutMs: number;
+  /**
+   * Records waiting to be sent, at most. Past it `produce` fails at once (the API
+   * answers 503) rather than queueing without bound while the broker is away.
+   */
+  produceQueueRecordsMax: number;
 }
 
 export const DEFAULT_KAFKA_OPTIONS: Omit<KafkaLogOptions, "brokers"> = {
@@ -47,6 +52,7 @@ export const DEFAULT_KAFKA_OPTIONS: Omit<KafkaLogOptions, "brokers"> = {
   heartbeatMs: 1_000,
   rebalanceTimeoutMs: 15_000,
   produceTimeoutMs: 30_000,
+  produceQueueRecordsMax: 50_000,
 };
 
 interface PendingProduce {
@@ -137,6 +143,9 @@ export class KafkaLog implements Log {
         throw new RangeError(`partition ${partition} does not exist in topic ${r.topic} (${count} partitions)`);
       }
       routed.push({ topic: r.topic, partition, key: r.key, value: r.value, headers: r.headers });
+    }
+    if (this.queuedRecords + routed.length > this.options.produceQueueRecordsMax) {
+      throw new Error(`produce queue is full (${this.options.produceQueueRecordsMax} records): the broker is not keeping up`);
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ records: routed, resolve, reject });

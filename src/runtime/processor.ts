@@ -54,8 +54,13 @@ export const PROGRESS_MARKER_KEY = "";
 export const KIND_HEADER = "kind";
 export const APPLIED_KIND = "applied";
 
-/** Records one outbox publish may carry: a batch's outbox is never split. */
-const OUTBOX_RECORDS_MAX = 100_000;
+/**
+ * Records one outbox publish may carry: a batch's outbox is never split. Every step
+ * publishes before it polls, so the outbox holds at most about one batch (a row, an
+ * applied id and an emit per record): far below this, and below the Kafka log's
+ * produce queue bound.
+ */
+const OUTBOX_RECORDS_MAX = 20_000;
 
 const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
 
