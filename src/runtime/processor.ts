@@ -93,8 +93,6 @@ export class Processor {
   private running: Promise<void> | undefined;
   private stopping = false;
   private lastOffsetCommitMs = 0;
-  /** Records applied since start; a gauge for tests and benchmarks. */
-  appliedCount = 0;
 
   constructor(
     readonly group: AnyGroup,
@@ -169,7 +167,6 @@ export class Processor {
     this.store.commitBatch(this.group.name, commit);
     this.backlog.splice(0, records.length);
     for (const p of commit.to) this.positions.set(tpKey(p), p);
-    this.appliedCount += commit.applied.length;
     this.faults.afterCommit?.();
     await this.publishOutbox();
     this.faults.afterPublish?.();
@@ -361,11 +358,6 @@ export class Processor {
       const held = this.backlog.filter((r) => r.partition === p.partition && r.topic === p.topic);
       this.subscription?.seek({ ...p, offset: held.length > 0 ? held[held.length - 1]!.offset + 1 : p.offset });
     }
-  }
-
-  /** Partitions this instance holds and the next offset it will apply in each. */
-  assignment(): RecordPosition[] {
-    return [...this.positions.values()];
   }
 }
 
