@@ -1,4 +1,4 @@
-import type { Actor, DepositEvent } from "./types.js";
+import { terminal, type Actor, type DepositEvent } from "./types.js";
 
 /** The collector's state for one wallet. */
 export interface BalanceState {
@@ -18,8 +18,9 @@ export interface BalanceLimits {
 /**
  * The collector (`balance` group): sums the deposits of a wallet. The API validates
  * amounts, but the deposits topic is open to trusted producers, so the actor checks
- * again and refuses, without crashing, what the API would have refused. A deposit that
- * would push the balance past its maximum is refused and counted, never wrapped.
+ * again: an amount the API would have refused is a terminal error (the record is
+ * dead-lettered). A deposit that would push the balance past its maximum is a decision:
+ * refused and counted, never wrapped.
  */
 export function balanceActor(limits: BalanceLimits): Actor<BalanceState, DepositEvent, never> {
   return {
@@ -33,8 +34,10 @@ export function balanceActor(limits: BalanceLimits): Actor<BalanceState, Deposit
       lastRejectionCode: "",
     }),
     handle(state, deposit) {
-      const rejection = refusal(state, deposit, limits);
-      if (rejection) {
+      const invalid = invalidAmount(deposit, limits.depositAmountMaxMinor);
+      if (invalid) return invalid;
+      if (state.balanceMinor + deposit.amountMinor > limits.balanceMaxMinor) {
+        const rejection = "balance_would_exceed_max";
         return {
           state: { ...state, rejectedCount: state.rejectedCount + 1, lastRejectionCode: rejection },
           emits: [],
@@ -55,9 +58,9 @@ export function balanceActor(limits: BalanceLimits): Actor<BalanceState, Deposit
   };
 }
 
-function refusal(state: BalanceState, deposit: DepositEvent, limits: BalanceLimits): string | undefined {
-  if (deposit.amountMinor <= 0n) return "amount_must_be_positive";
-  if (deposit.amountMinor > limits.depositAmountMaxMinor) return "amount_exceeds_max";
-  if (state.balanceMinor + deposit.amountMinor > limits.balanceMaxMinor) return "balance_would_exceed_max";
+/** The amount rules every producer of deposits must keep, shared by the detector. */
+export function invalidAmount(deposit: DepositEvent, amountMaxMinor: bigint) {
+  if (deposit.amountMinor <= 0n) return terminal("amount_must_be_positive", `amount_minor must be positive, got ${deposit.amountMinor}`);
+  if (deposit.amountMinor > amountMaxMinor) return terminal("amount_exceeds_max", `amount_minor may be at most ${amountMaxMinor}, got ${deposit.amountMinor}`);
   return undefined;
 }

@@ -1,3 +1,4 @@
+import { invalidAmount } from "./balance.js";
 import type { Actor, DepositEvent, FlagChange } from "./types.js";
 import { heaviestWindowContaining, insertSorted, lowerBound, type WindowEntry } from "./window.js";
 
@@ -20,7 +21,8 @@ export interface ThresholdRule {
   /** Hard cap on remembered entries per wallet. */
   entriesMax: number;
   /**
-   * Deposits refused for their amount alone are not deposits here either. A deposit
+   * Deposits refused for their amount alone are not deposits here either (they are
+   * dead-lettered, as the collector does). A deposit
    * the collector refuses because the balance would pass its maximum still counts:
    * the detector cannot see balances, and the attempt to move that much money in
    * one window is the signal it exists for.
@@ -48,8 +50,8 @@ export function thresholdActor(rule: ThresholdRule): Actor<ThresholdState, Depos
     name: "threshold",
     initial: () => ({ entries: [], newestTimeMs: null, firstBreachTimeMs: null, evictedCount: 0 }),
     handle(state, deposit) {
-      if (deposit.amountMinor <= 0n) return { state, emits: [], rejection: "amount_must_be_positive" };
-      if (deposit.amountMinor > rule.depositAmountMaxMinor) return { state, emits: [], rejection: "amount_exceeds_max" };
+      const invalid = invalidAmount(deposit, rule.depositAmountMaxMinor);
+      if (invalid) return invalid;
       const t = deposit.eventTimeMs;
       const withDeposit = insertSorted(state.entries, { timeMs: t, amountMinor: deposit.amountMinor });
       const heaviest = heaviestWindowContaining(withDeposit, t, rule.windowMs);

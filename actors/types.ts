@@ -26,19 +26,40 @@ export interface FlagChange {
 }
 
 /**
- * What an actor returns for one event: its new state, the events it emits (keyed by
- * the same wallet), and, when it refused the event, a stable code saying why. A
- * refused event leaves the state as it was, apart from counters the actor keeps.
+ * An event the actor decided: its new state, the events it emits (to any wallet: the
+ * runtime routes each by its key), and, when it refused the event by a business rule,
+ * a stable code saying why. A refused event leaves the state as it was, apart from
+ * counters the actor keeps.
  */
-export interface Outcome<S, Out> {
+export interface Decided<S, Out> {
   state: S;
   emits: Out[];
   rejection?: string;
 }
 
 /**
+ * An event the actor cannot process at all, such as an amount no producer may send.
+ * The runtime dead-letters the record with this reason and goes on; the state is
+ * unchanged and the event's id stays free.
+ */
+export interface Terminal {
+  terminal: { code: string; message: string };
+}
+
+export type Outcome<S, Out> = Decided<S, Out> | Terminal;
+
+export function isTerminal<S, Out>(outcome: Outcome<S, Out>): outcome is Terminal {
+  return "terminal" in outcome;
+}
+
+export function terminal(code: string, message: string): Terminal {
+  return { terminal: { code, message } };
+}
+
+/**
  * A keyed actor, declared once as a value. `handle` must be pure: the same state and
  * event always give the same outcome, which is what makes redelivery and replay safe.
+ * It may throw only for a broken invariant, which stops the process.
  */
 export interface Actor<S, In, Out> {
   readonly name: string;

@@ -23,6 +23,8 @@ export interface Config {
   replicationFactor: number;
   /** How long GET /check?after= waits for the view to include a position. */
   checkAfterWaitMs: number;
+  /** How long a write to Kafka may take before the API answers 503 (the write may still land). */
+  produceTimeoutMs: number;
 }
 
 export interface ThresholdConfig {
@@ -89,6 +91,7 @@ export function loadConfig(env: Env = process.env): Config {
     topicPrefix: topicPrefix(env.TOPIC_PREFIX),
     replicationFactor: integer(env, "REPLICATION_FACTOR", 1, 1, 32),
     checkAfterWaitMs: integer(env, "CHECK_AFTER_WAIT_MS", 2000, 0, 30_000),
+    produceTimeoutMs: integer(env, "PRODUCE_TIMEOUT_MS", 5000, 100, 60_000),
   };
   if (config.balanceMaxMinor > INT64_MAX / 2n) throw new Error("BALANCE_MAX is too large for int64 balances");
   if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");

@@ -1,38 +1,34 @@
 import type { BalanceState } from "../actors/balance.js";
 import type { FlagState } from "../actors/flagger.js";
 import type { Config } from "./config.js";
+import { balance, flagger, GROUPS } from "./groups/index.js";
 import { createApp } from "./http/app.js";
 import { EmbeddedLog } from "./log/embedded.js";
-import { DEFAULT_KAFKA_OPTIONS, KafkaLog } from "./log/kafka.js";
+import { LogGuard } from "./log/guard.js";
 import type { Log } from "./log/log.js";
-import { balanceTableCodec, flaggerTableCodec } from "./runtime/codecs.js";
-import { Processor } from "./runtime/processor.js";
-import { buildGroups, TOPICS, topicSpecs, type GroupName } from "./runtime/topology.js";
-import { TableView } from "./runtime/view.js";
+import { openLog } from "./log/open.js";
+import { Emitter } from "./runtime/emitter.js";
+import type { AnyGroup, Group } from "./runtime/group.js";
+import { ProcessorHost, WorkerProcessors, type Processors } from "./runtime/host.js";
+import { ChangelogView, LocalTable, type TableReader } from "./runtime/view.js";
 import { StateStore } from "./store/state-store.js";
-
-/**
- * Opens the configured log and makes sure every topic exists, co-partitioned.
- * BROKERS selects Kafka; unset means the embedded log under DATA_DIR.
- */
-export async function openLog(config: Config): Promise<Log> {
-  const log: Log = config.brokers.length > 0
-    ? new KafkaLog({ ...DEFAULT_KAFKA_OPTIONS, brokers: config.brokers, topicPrefix: config.topicPrefix, replicationFactor: config.replicationFactor })
-    : EmbeddedLog.open(config.dataDir, { pollMs: config.embeddedPollMs });
-  try {
-    await log.ensureTopics(topicSpecs(config.partitions));
-  } catch (error) {
-    await log.close().catch(() => {});
-    throw error;
-  }
-  return log;
-}
+import { deposits } from "./topics/deposits.js";
 
 export interface ServiceOptions {
-  /** Serve the HTTP API (and run the views it reads). */
+  /** Serve the HTTP API (and keep the views it reads). */
   api: boolean;
   /** Processor groups to run in this process. */
-  groups: GroupName[];
+  groups: readonly AnyGroup[];
+  /** Run the processors on a worker thread, off the API's event loop (as `dev` does). */
+  processorsOnWorker?: boolean;
+  /** Discard this instance's state of its groups at start, and rebuild it from the log. */
+  rebuildState?: boolean;
+}
+
+/** The views the API reads. */
+export interface Views {
+  balances: TableReader<BalanceState>;
+  flags: TableReader<FlagState>;
 }
 
 /**
@@ -44,40 +40,43 @@ export class Service {
   private stopped: Promise<void> | undefined;
 
   private constructor(
-    readonly log: Log,
-    readonly store: StateStore,
-    readonly processors: Processor[],
-    readonly views: { balances: TableView<BalanceState>; flags: TableView<FlagState> } | undefined,
+    /** The API's connection to the log; for processors only, none. */
+    readonly log: Log | undefined,
+    readonly views: Views | undefined,
+    readonly processors: Processors | undefined,
+    private readonly closeViews: () => void,
+    private readonly guard: LogGuard | undefined,
   ) {}
 
   static async start(config: Config, options: ServiceOptions): Promise<Service> {
-    const log = await openLog(config);
-    const store = StateStore.open(config.dataDir);
-    const groups = buildGroups(config);
-    const processors = options.groups.map((name) => new Processor(groups[name], log, store));
-    const views = options.api
-      ? {
-          balances: new TableView(TOPICS.table("balance"), balanceTableCodec, log, store),
-          flags: new TableView(TOPICS.table("flagger"), flaggerTableCodec, log, store),
-        }
-      : undefined;
-    const service = new Service(log, store, processors, views);
-    for (const processor of processors) {
-      processor.start();
-      // A processor stops only on a broken invariant; a process that cannot apply
-      // events must not keep acknowledging deposits as if all were well.
-      processor.done.catch((error) => {
-        console.error(`[${processor.group.name}] stopped:`, error);
-        process.exit(70);
-      });
-    }
-    if (views) {
-      views.balances.start();
-      views.flags.start();
-      const app = createApp({ log, ...views, depositAmountMaxMinor: config.depositAmountMaxMinor, checkAfterWaitMs: config.checkAfterWaitMs });
-      service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: 1024 * 1024 });
-      console.log(`depositaja listening on http://localhost:${service.server.port}`);
-    }
+    const host = { rebuildState: options.rebuildState ?? false };
+    const processors = options.groups.length === 0
+      ? undefined
+      : options.processorsOnWorker
+        ? await WorkerProcessors.start(config, options.groups, host)
+        : await ProcessorHost.start(config, options.groups, host);
+    // A processor stops only on a broken invariant; a process that cannot apply
+    // events must not keep acknowledging deposits as if all were well.
+    processors?.done.catch((error) => {
+      console.error("processors stopped:", error);
+      process.exit(70);
+    });
+    if (!options.api) return new Service(undefined, undefined, processors, () => {}, undefined);
+    const log = await openLog(config, "api");
+    const { views, close } = openViews(config, log);
+    const guard = new LogGuard(log);
+    const service = new Service(log, views, processors, close, guard);
+    views.balances.start();
+    views.flags.start();
+    const app = createApp({
+      deposits: new Emitter(guard, deposits),
+      health: guard,
+      ...views,
+      depositAmountMaxMinor: config.depositAmountMaxMinor,
+      checkAfterWaitMs: config.checkAfterWaitMs,
+    });
+    service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: 1024 * 1024 });
+    console.log(`depositaja listening on http://localhost:${service.server.port}`);
     return service;
   }
 
@@ -88,19 +87,37 @@ export class Service {
   /**
    * Graceful stop: refuse new connections and let requests in flight finish (their
    * deposits are stored or refused, never half-written), then let each processor
-   * commit the batch in hand, then close the log and the database.
+   * commit the batch in hand, then close the log and the databases.
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       await this.server?.stop(false);
-      await Promise.all(this.processors.map((p) => p.stop()));
+      await this.processors?.stop();
       if (this.views) await Promise.all([this.views.balances.stop(), this.views.flags.stop()]);
-      await this.log.close();
-      this.store.close();
+      this.guard?.close();
+      await this.log?.close();
+      this.closeViews();
     })();
     return this.stopped;
   }
 }
+
+/**
+ * The views of the groups the API reads. On the embedded log they read the groups'
+ * tables in place; on Kafka they replicate the changelogs into DATA_DIR/views.db.
+ */
+function openViews(config: Config, log: Log): { views: Views; close(): void } {
+  if (log instanceof EmbeddedLog) {
+    const store = new StateStore(log.sqlite);
+    return { views: { balances: new LocalTable(balance, store), flags: new LocalTable(flagger, store) }, close: () => {} };
+  }
+  const store = StateStore.open(config.dataDir, "views.db");
+  const view = <S>(group: Group<S, unknown, unknown>) => new ChangelogView(group, log, store);
+  return { views: { balances: view(balance), flags: view(flagger) }, close: () => store.close() };
+}
+
+/** Every group, for `dev`. */
+export const ALL_GROUPS = GROUPS;
 
 /** Stops the service on SIGTERM or SIGINT, then exits. */
 export function stopOnSignals(service: Service): void {

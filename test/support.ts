@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type Config } from "../src/config.js";
-import { GROUP_NAMES } from "../src/runtime/topology.js";
+import { GROUPS } from "../src/groups/index.js";
+import type { Log, LogRecord } from "../src/log/log.js";
 import { Service } from "../src/service.js";
 
 export const REPO_DIR = join(import.meta.dir, "..");
@@ -17,12 +18,13 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): C
   return loadConfig({ DATA_DIR: dataDir, PORT: "0", EMBEDDED_POLL_MS: "10", ...env });
 }
 
-/** Starts everything in this process (as `bun run dev` does) on a fresh DATA_DIR. */
-export async function startDev(env: Record<string, string> = {}): Promise<{ service: Service; base: string; dataDir: string; stop(): Promise<void> }> {
+/** Starts everything in this process as `bun run dev` does (processors on a worker thread), on a fresh DATA_DIR. */
+export async function startDev(env: Record<string, string> = {}): Promise<{ service: Service; log: Log; base: string; dataDir: string; stop(): Promise<void> }> {
   const data = tempDataDir();
-  const service = await Service.start(testConfig(data.dir, env), { api: true, groups: [...GROUP_NAMES] });
+  const service = await Service.start(testConfig(data.dir, env), { api: true, groups: GROUPS, processorsOnWorker: true });
   return {
     service,
+    log: service.log!,
     dataDir: data.dir,
     base: `http://127.0.0.1:${service.port}`,
     async stop() {
@@ -150,4 +152,12 @@ export function heldPartitions(output: string, group: string): Set<number> {
     }
   }
   return holding;
+}
+
+/** Every record of a topic, in partition order: for tests that look at what was written. */
+export async function readTopic(log: Log, topic: string): Promise<LogRecord[]> {
+  const ends = await log.endOffsets(topic);
+  const records: LogRecord[] = [];
+  for await (const batch of log.replay(topic, ends.map((_, partition) => ({ topic, partition, offset: 0 })))) records.push(...batch);
+  return records;
 }

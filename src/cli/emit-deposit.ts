@@ -3,9 +3,10 @@
 // backfills.
 import { loadConfig } from "../config.js";
 import { parseAmount } from "../money.js";
-import { depositCodec, EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codecs.js";
-import { TOPICS } from "../runtime/topology.js";
-import { openLog } from "../service.js";
+import { openLog } from "../log/open.js";
+import { EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import { Emitter } from "../runtime/emitter.js";
+import { deposits } from "../topics/deposits.js";
 import { parse, usage } from "./args.js";
 import { parseRfc3339 } from "./time.js";
 
@@ -32,10 +33,9 @@ const depositId = values.id ?? Bun.randomUUIDv7();
 const idProblem = idError(depositId, "id", EVENT_ID_LENGTH_MAX);
 if (idProblem) usage(idProblem.message, HELP);
 
-const log = await openLog(config);
+const log = await openLog(config, "cli");
 try {
-  const value = depositCodec.encode({ depositId, walletId, amountMinor: amount.minor, eventTimeMs });
-  const [position] = await log.produce([{ topic: TOPICS.deposits, key: walletId, value }]);
+  const position = await new Emitter(log, deposits).emit({ depositId, walletId, amountMinor: amount.minor, eventTimeMs });
   console.log(JSON.stringify({ deposit_id: depositId, wallet_id: walletId, amount: values.amount, event_time: new Date(eventTimeMs).toISOString(), position }));
 } finally {
   await log.close();

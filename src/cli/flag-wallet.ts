@@ -1,9 +1,10 @@
 // `bun run flag-wallet --wallet <id> [--remove]`: sets or clears a wallet's flag by
 // emitting a manual FlagEvent to the flags topic, as the seed's command does.
 import { loadConfig } from "../config.js";
-import { flagCodec, EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codecs.js";
-import { TOPICS } from "../runtime/topology.js";
-import { openLog } from "../service.js";
+import { openLog } from "../log/open.js";
+import { EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import { Emitter } from "../runtime/emitter.js";
+import { flags } from "../topics/flags.js";
 import { parse, usage } from "./args.js";
 
 const HELP = `usage: bun run flag-wallet --wallet <id> [--remove] [--id <event id>]
@@ -24,10 +25,9 @@ const idProblem = idError(eventId, "id", EVENT_ID_LENGTH_MAX);
 if (idProblem) usage(idProblem.message, HELP);
 
 const flagged = !values.remove;
-const log = await openLog(loadConfig());
+const log = await openLog(loadConfig(), "cli");
 try {
-  const value = flagCodec.encode({ eventId, walletId, flagged, reason: "manual", eventTimeMs: Date.now() });
-  const [position] = await log.produce([{ topic: TOPICS.flags, key: walletId, value }]);
+  const position = await new Emitter(log, flags).emit({ eventId, walletId, flagged, reason: "manual", eventTimeMs: Date.now() });
   console.log(JSON.stringify({ event_id: eventId, wallet_id: walletId, flagged, position }));
 } finally {
   await log.close();

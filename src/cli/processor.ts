@@ -1,24 +1,22 @@
-// `bun run processor [--collector] [--detector] [--flagger]`: processor groups only.
+// `bun run processor [--<group> ...]`: processor groups only; the flags are derived
+// from the declared groups.
 import { loadConfig } from "../config.js";
-import type { GroupName } from "../runtime/topology.js";
+import { GROUPS } from "../groups/index.js";
+import { selectGroups } from "../runtime/group.js";
 import { Service, stopOnSignals } from "../service.js";
 import { parse } from "./args.js";
 
-const HELP = `usage: bun run processor [--collector] [--detector] [--flagger]
+const flags = GROUPS.flatMap((g) => [g.name, ...(g.aliases ?? [])]);
+const HELP = `usage: bun run processor [${flags.map((f) => `--${f}`).join("] [")}] [--rebuild-state]
 
-Runs processor groups: --collector (balance), --detector (threshold), --flagger
-(flagger). With no flag, all three.`;
+Runs processor groups; with no group named, all of them:
+${GROUPS.map((g) => `  ${[g.name, ...(g.aliases ?? [])].map((f) => `--${f}`).join(", ").padEnd(28)} ${g.description}`).join("\n")}
+--rebuild-state discards this instance's state of those groups first and rebuilds it
+from the log (see "A log that went backwards").`;
 
-const { values } = parse({
-  collector: { type: "boolean" },
-  detector: { type: "boolean" },
-  flagger: { type: "boolean" },
-}, HELP);
-const chosen: GroupName[] = [];
-if (values.collector) chosen.push("balance");
-if (values.detector) chosen.push("threshold");
-if (values.flagger) chosen.push("flagger");
-const groups: GroupName[] = chosen.length > 0 ? chosen : ["balance", "threshold", "flagger"];
-const service = await Service.start(loadConfig(), { api: false, groups });
-console.log(`processor running groups: ${groups.join(", ")}`);
+const { values } = parse({ ...Object.fromEntries(flags.map((f) => [f, { type: "boolean" as const }])), "rebuild-state": { type: "boolean" } }, HELP);
+const named = flags.filter((f) => (values as Record<string, unknown>)[f]);
+const groups = selectGroups(GROUPS, named);
+const service = await Service.start(loadConfig(), { api: false, groups, rebuildState: Boolean(values["rebuild-state"]) });
+console.log(`processor running groups: ${groups.map((g) => g.name).join(", ")}`);
 stopOnSignals(service);

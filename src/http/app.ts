@@ -1,29 +1,37 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
 import type { BalanceState } from "../../actors/balance.js";
 import type { FlagState } from "../../actors/flagger.js";
-import type { Log } from "../log/log.js";
+import type { DepositEvent } from "../../actors/types.js";
+import type { LogHealth } from "../log/guard.js";
 import { formatMinor, parseAmount } from "../money.js";
-import { depositCodec, EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codecs.js";
-import { TOPICS } from "../runtime/topology.js";
+import { EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import type { Emitter } from "../runtime/emitter.js";
+import type { TableReader } from "../runtime/view.js";
 import { ApiError, errorResponse } from "./errors.js";
 import { RawNumber, stringify } from "./json.js";
 
 /** Requests larger than this are refused before they are read in full. */
 export const BODY_BYTES_MAX = 16 * 1024;
 
-/** What the API reads from: a table view, by wallet id. */
-export interface WalletReader<T> {
-  get(walletId: string): T | undefined;
-  caughtUp(): boolean;
-  /** Resolves true once the reader includes the deposit at `position`, false after `timeoutMs`. */
-  waitFor(position: { partition: number; offset: number }, timeoutMs: number): Promise<boolean>;
+/** A view older than this is reported `stale` by GET /check. */
+export const VIEW_STALE_AFTER_MS = 5_000;
+/** What a 503 tells a client to wait before retrying, in seconds (RFC 9110 Retry-After). */
+export const RETRY_AFTER_SECONDS = 1;
+
+/** The log's health as the API needs it: the last state seen, and a real check. */
+export interface Health {
+  readonly state: LogHealth;
+  check(): Promise<LogHealth>;
 }
 
+/** The API emits deposits and pings the log; it needs nothing else of the log. */
 export interface AppDeps {
-  log: Log;
-  balances: WalletReader<BalanceState>;
-  flags: WalletReader<FlagState>;
+  deposits: Emitter<DepositEvent>;
+  health: Health;
+  balances: TableReader<BalanceState>;
+  flags: TableReader<FlagState>;
   depositAmountMaxMinor: bigint;
   /** How long GET /check waits for ?after=<position> before answering without it. */
   checkAfterWaitMs?: number;
@@ -41,6 +49,10 @@ export function createApp(deps: AppDeps): Hono {
 
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
+    // Refusals of Hono's own middleware keep their status, in our error shape.
+    if (error instanceof HTTPException && error.status < 500) {
+      return errorResponse(c, new ApiError(error.status as 400, httpCode(error.status), error.message || "the request was refused"));
+    }
     console.error("unhandled error", error);
     return errorResponse(c, new ApiError(500, "internal_error", "the server failed to handle the request"));
   });
@@ -60,14 +72,13 @@ export function createApp(deps: AppDeps): Hono {
       const amount = parseAmount(body.amount, deps.depositAmountMaxMinor, amountSource);
       if (!amount.ok) throw new ApiError(400, amount.code, amount.message);
       const depositId = idempotencyKey(c) ?? Bun.randomUUIDv7();
-      const value = depositCodec.encode({ depositId, walletId, amountMinor: amount.minor, eventTimeMs: nowMs() });
-      const [position] = await produceOrUnavailable(deps.log, { topic: TOPICS.deposits, key: walletId, value }, depositId);
+      const position = await emitOrUnavailable(deps.deposits, { depositId, walletId, amountMinor: amount.minor, eventTimeMs: nowMs() });
       return exactJson(c, 202, {
         deposit_id: depositId,
         wallet_id: walletId,
         amount: new RawNumber(formatMinor(amount.minor)),
         // Pass as GET /check/:wallet_id?after=<position> to read this write.
-        position: `${position!.partition}:${position!.offset}`,
+        position: `${position.partition}:${position.offset}`,
       });
     },
   );
@@ -77,9 +88,12 @@ export function createApp(deps: AppDeps): Hono {
     const after = parsePosition(c.req.query("after"));
     // Read your writes: the position a POST /deposit returned is in the balance view
     // once the collector has applied it.
-    const included = after ? await deps.balances.waitFor(after, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT) : undefined;
+    const position = after && { topic: deps.deposits.topic.name, ...after };
+    const included = position ? await deps.balances.waitFor(position, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT) : undefined;
     const balance = deps.balances.get(walletId);
     const flag = deps.flags.get(walletId);
+    // The views answer even while the log is away; they say how fresh they are.
+    const asOfMs = Math.min(deps.balances.status().asOfMs, deps.flags.status().asOfMs);
     return exactJson(c, 200, {
       wallet_id: walletId,
       balance: new RawNumber(formatMinor(balance?.balanceMinor ?? 0n)),
@@ -90,15 +104,18 @@ export function createApp(deps: AppDeps): Hono {
         ? { reason: flag.reason, flagged_at: flag.changedTimeMs === null ? null : new Date(flag.changedTimeMs).toISOString() }
         : null,
       after: after ? { position: `${after.partition}:${after.offset}`, included } : undefined,
+      as_of: new Date(asOfMs).toISOString(),
+      stale: Date.now() - asOfMs > VIEW_STALE_AFTER_MS,
     });
   });
 
   app.get("/health", (c) => c.json({ status: "ok" }));
 
   app.get("/ready", async (c) => {
-    const log = await deps.log.ping().then(() => "ok", (error: Error) => error.message);
-    const views = { balances: deps.balances.caughtUp(), flags: deps.flags.caughtUp() };
-    const ready = log === "ok" && views.balances && views.flags;
+    const health = await deps.health.check();
+    const views = { balances: deps.balances.status().caughtUp, flags: deps.flags.status().caughtUp };
+    const ready = health.up && views.balances && views.flags;
+    const log = health.up ? "ok" : `unavailable since ${new Date(health.sinceMs).toISOString()}: ${health.reason}`;
     return c.json({ status: ready ? "ready" : "not_ready", log, views_caught_up: views }, ready ? 200 : 503);
   });
 
@@ -175,13 +192,22 @@ function idempotencyKey(c: Context): string | undefined {
   return key;
 }
 
-async function produceOrUnavailable(log: Log, record: Parameters<Log["produce"]>[0][number], depositId: string) {
+async function emitOrUnavailable(emitter: Emitter<DepositEvent>, deposit: DepositEvent) {
   try {
-    return await log.produce([record]);
+    return await emitter.emit(deposit);
   } catch (error) {
-    console.error("produce failed", error);
-    // On Kafka a failed or timed-out produce may still have landed, so the client is
-    // told the id to retry with: the same id for the same wallet counts once.
-    throw new ApiError(503, "log_unavailable", `the deposit may not have been stored; retry with the header Idempotency-Key: ${depositId}`, { deposit_id: depositId });
+    console.error("emit failed:", (error as Error).message);
+    // A failed or timed-out write may still have landed, so the client is told the
+    // id to retry with: the same id for the same wallet counts once.
+    throw new ApiError(503, "log_unavailable", `the deposit may not have been stored; retry with the header Idempotency-Key: ${deposit.depositId}`, {
+      fields: { deposit_id: deposit.depositId },
+      headers: { "Retry-After": String(RETRY_AFTER_SECONDS) },
+    });
   }
+}
+
+/** Stable codes for refusals made by Hono's middleware, by status. */
+function httpCode(status: number): string {
+  const codes: Record<number, string> = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "route_not_found", 413: "body_too_large", 415: "unsupported_media_type", 429: "too_many_requests" };
+  return codes[status] ?? `http_${status}`;
 }

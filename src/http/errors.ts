@@ -10,8 +10,12 @@ export class ApiError extends Error {
     readonly status: ContentfulStatusCode,
     readonly code: string,
     message: string,
-    /** Further fields of the error object, such as the deposit_id to retry with. */
-    readonly fields: Record<string, string> = {},
+    readonly extra: {
+      /** Further fields of the error object, such as the deposit_id to retry with. */
+      fields?: Record<string, string>;
+      /** Response headers, such as Retry-After. */
+      headers?: Record<string, string>;
+    } = {},
   ) {
     super(message);
     this.name = "ApiError";
@@ -19,5 +23,5 @@ export class ApiError extends Error {
 }
 
 export function errorResponse(c: Context, error: ApiError): Response {
-  return c.json({ error: { code: error.code, message: error.message, ...error.fields } }, error.status);
+  return c.json({ error: { code: error.code, message: error.message, ...error.extra.fields } }, error.status, error.extra.headers);
 }

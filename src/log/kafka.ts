@@ -1,4 +1,5 @@
 import { Admin, Consumer, ListOffsetTimestamps, ProduceAcks, Producer, type Message } from "@platformatic/kafka";
+import { hasApiError, isRetryable, LogUnavailableError } from "../runtime/errors.js";
 import {
   CoPartitioningError,
   UnknownTopicError,
@@ -30,8 +31,9 @@ export interface KafkaLogOptions {
   heartbeatMs: number;
   rebalanceTimeoutMs: number;
   /**
-   * A produce that has not settled by then is failed. The records may still land; a
-   * client that retries with the same deposit id is then counted once.
+   * A produce not stored by then is answered with LogUnavailableError. The request to
+   * the broker goes on (bounded by the client's own retries), and may still land: a
+   * client that retries with the same id is then counted once.
    */
   produceTimeoutMs: number;
   /**
@@ -45,20 +47,34 @@ export const DEFAULT_KAFKA_OPTIONS: Omit<KafkaLogOptions, "brokers"> = {
   clientId: "depositaja",
   topicPrefix: "",
   replicationFactor: 1,
-  lingerMs: 5,
-  produceBatchRecordsMax: 1_000,
-  fetchBytesMax: 1024 * 1024,
+  lingerMs: 2,
+  produceBatchRecordsMax: 5_000,
+  fetchBytesMax: 4 * 1024 * 1024,
   sessionTimeoutMs: 6_000,
   heartbeatMs: 1_000,
   rebalanceTimeoutMs: 15_000,
-  produceTimeoutMs: 30_000,
+  produceTimeoutMs: 5_000,
   produceQueueRecordsMax: 50_000,
 };
+
+/**
+ * The client's network bounds. Without them it retries a dead broker for ever (an
+ * idempotent producer turns `retries` of 0 or 1 into "infinite") and every call of ours
+ * hangs. With them a call fails with a retryable error within seconds: about 0.6 s
+ * against a refused connection, about 6.6 s against a frozen broker (three requests of
+ * 2 s and two waits of 0.3 s), and the runtime's own backoff takes over.
+ */
+const CLIENT_BOUNDS = { retries: 2, retryDelay: 300, connectTimeout: 1_000 } as const;
+/** Requests other than a consumer's: none legitimately takes longer. */
+const REQUEST_TIMEOUT_MS = 2_000;
+/** A consumer's JoinGroup may wait for a whole rebalance, so its requests may take longer. */
+const CONSUMER_REQUEST_TIMEOUT_MS = 20_000;
 
 interface PendingProduce {
   records: { topic: string; partition: number; key: string; value: Uint8Array; headers?: Headers }[];
   resolve(positions: RecordPosition[]): void;
   reject(error: unknown): void;
+  settled: boolean;
 }
 
 const toBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -68,30 +84,47 @@ const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
  * The Log port on Kafka or Redpanda, through @platformatic/kafka.
  *
  * - The producer is idempotent with acks=all, so `produce` resolves only once every
- *   in-sync replica has the records, and a retried request never duplicates them.
- *   Records wait up to `lingerMs` to share a request with others.
+ *   in-sync replica has the records. Records wait up to `lingerMs` to share a request.
+ * - Exactly one request is ever inside the client. With two in flight during an
+ *   outage, the client recovers from OUT_OF_ORDER_SEQUENCE_NUMBER by resetting the
+ *   sequence numbers under the older request, whose records the broker then takes
+ *   for duplicates and confirms without writing them. A caller whose deadline passes
+ *   is answered at once, but the next request waits for the one in flight to settle.
+ *   Offsets that do not move forward are taken as that failure and the producer is
+ *   replaced.
  * - Partitions are chosen here with Kafka's murmur2 (the Java client's placement) and
  *   sent explicitly, which is also how each record's offset is known: the broker
  *   answers with one base offset per partition of the request.
- * - Consumers use the classic group protocol with manual commits; the runtime keeps
- *   its own progress and commits after its transaction.
+ * - Consumers use the classic group protocol, manual commits, and an assignor that
+ *   gives partition p of every topic to the same member (co-partitioning).
+ * - `ping` asks the broker through a client of its own with no retries, never from
+ *   the metadata cache, so it fails within its timeout while the broker is away.
  */
 export class KafkaLog implements Log {
   readonly kind = "kafka" as const;
   private readonly admin: Admin;
-  private readonly producer: Producer;
+  private readonly probe: Admin;
+  private producer: Producer;
   private readonly partitionCounts = new Map<string, number>();
   private queue: PendingProduce[] = [];
   private queuedRecords = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private flushing: Promise<void> | undefined;
+  private readonly lastOffsets = new Map<string, number>();
   private readonly subscriptions = new Set<KafkaSubscription>();
   private closed = false;
 
   constructor(readonly options: KafkaLogOptions) {
-    const base = { clientId: options.clientId, bootstrapBrokers: options.brokers };
+    const base = { clientId: options.clientId, bootstrapBrokers: options.brokers, ...CLIENT_BOUNDS, requestTimeout: REQUEST_TIMEOUT_MS };
     this.admin = new Admin(base);
-    this.producer = new Producer({ ...base, idempotent: true, acks: ProduceAcks.ALL });
+    this.probe = new Admin({ ...base, clientId: `${options.clientId}-probe`, retries: 0 });
+    this.producer = this.newProducer();
+  }
+
+  private newProducer(): Producer {
+    const { clientId, brokers } = this.options;
+    // `timeout` is how long the broker waits for the in-sync replicas to acknowledge.
+    return new Producer({ clientId, bootstrapBrokers: brokers, ...CLIENT_BOUNDS, requestTimeout: REQUEST_TIMEOUT_MS, timeout: REQUEST_TIMEOUT_MS, idempotent: true, acks: ProduceAcks.ALL });
   }
 
   /** The name of a topic or group on the broker. */
@@ -112,7 +145,7 @@ export class KafkaLog implements Log {
         });
       } catch (error) {
         // Another instance may have created it a moment ago; the check below decides.
-        if (!/already exists/i.test(String((error as Error).message) + JSON.stringify((error as { errors?: unknown }).errors ?? ""))) throw error;
+        if (!hasApiError(error, "TOPIC_ALREADY_EXISTS")) throw error;
       }
     }
     for (const spec of specs) {
@@ -134,7 +167,7 @@ export class KafkaLog implements Log {
   }
 
   async produce(records: ProduceRecord[]): Promise<RecordPosition[]> {
-    if (this.closed) throw new Error("log is closed");
+    if (this.closed) throw new LogUnavailableError("log is closed");
     const routed: PendingProduce["records"] = [];
     for (const r of records) {
       const count = await this.partitionCount(r.topic);
@@ -145,17 +178,41 @@ export class KafkaLog implements Log {
       routed.push({ topic: r.topic, partition, key: r.key, value: r.value, headers: r.headers });
     }
     if (this.queuedRecords + routed.length > this.options.produceQueueRecordsMax) {
-      throw new Error(`produce queue is full (${this.options.produceQueueRecordsMax} records): the broker is not keeping up`);
+      throw new LogUnavailableError(`produce queue is full (${this.options.produceQueueRecordsMax} records): the broker is not keeping up`);
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ records: routed, resolve, reject });
+      const pending: PendingProduce = { records: routed, resolve, reject, settled: false };
+      const deadline = setTimeout(() => {
+        this.settle(pending, new LogUnavailableError(`the log did not store the records within ${this.options.produceTimeoutMs} ms; they may still be stored`));
+        const at = this.queue.indexOf(pending);
+        if (at >= 0) {
+          this.queue.splice(at, 1);
+          this.queuedRecords -= routed.length;
+        }
+      }, this.options.produceTimeoutMs);
+      pending.resolve = (positions) => {
+        clearTimeout(deadline);
+        resolve(positions);
+      };
+      pending.reject = (error) => {
+        clearTimeout(deadline);
+        reject(error);
+      };
+      this.queue.push(pending);
       this.queuedRecords += routed.length;
       if (this.queuedRecords >= this.options.produceBatchRecordsMax) void this.flush();
       else this.timer ??= setTimeout(() => void this.flush(), this.options.lingerMs);
     });
   }
 
-  /** Sends queued records, one request at a time (the idempotent producer allows one in flight). */
+  private settle(pending: PendingProduce, outcome: RecordPosition[] | Error): void {
+    if (pending.settled) return;
+    pending.settled = true;
+    if (outcome instanceof Error) pending.reject(outcome);
+    else pending.resolve(outcome);
+  }
+
+  /** Sends queued records, one request at a time, each awaited to the end (see the class). */
   private flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -179,8 +236,9 @@ export class KafkaLog implements Log {
 
   private async send(batch: PendingProduce[]): Promise<void> {
     const all = batch.flatMap((p) => p.records);
+    let positions: RecordPosition[];
     try {
-      const result = await withTimeout(this.options.produceTimeoutMs, "produce", () => this.producer.send({
+      const result = await this.producer.send({
         messages: all.map((r) => ({
           topic: this.wire(r.topic),
           partition: r.partition,
@@ -190,26 +248,44 @@ export class KafkaLog implements Log {
           // to its Buffer-only writer and the send never settles.
           headers: new Map(Object.entries(r.headers ?? {}).map(([k, v]) => [Buffer.from(k, "utf8"), Buffer.from(v, "utf8")])),
         })),
-      }));
-      // One base offset per partition of the request; records of a partition follow
-      // it in the order they were sent.
-      const next = new Map<string, number>();
-      for (const o of result.offsets ?? []) next.set(`${o.topic}\u0000${o.partition}`, Number(o.offset));
-      const positions = all.map((r) => {
-        const key = `${this.wire(r.topic)}\u0000${r.partition}`;
-        const offset = next.get(key);
-        if (offset === undefined) throw new Error(`broker returned no offset for ${r.topic}/${r.partition}`);
-        next.set(key, offset + 1);
-        return { topic: r.topic, partition: r.partition, offset };
       });
-      let i = 0;
-      for (const p of batch) {
-        p.resolve(positions.slice(i, i + p.records.length));
-        i += p.records.length;
-      }
+      positions = this.positionsOf(all, result.offsets ?? []);
     } catch (error) {
-      for (const p of batch) p.reject(error);
+      for (const p of batch) this.settle(p, unavailable("produce", error));
+      return;
     }
+    let i = 0;
+    for (const p of batch) {
+      this.settle(p, positions.slice(i, i + p.records.length));
+      i += p.records.length;
+    }
+  }
+
+  /**
+   * The position of each record sent: one base offset per partition of the request,
+   * records of a partition following it in the order they were sent. A base offset at
+   * or below one already confirmed means the client confirmed records it did not
+   * write: the send counts as failed and the producer is replaced.
+   */
+  private positionsOf(all: PendingProduce["records"], offsets: { topic: string; partition: number; offset: bigint }[]): RecordPosition[] {
+    const next = new Map<string, number>();
+    for (const o of offsets) next.set(`${o.topic}\u0000${o.partition}`, Number(o.offset));
+    for (const [key, base] of next) {
+      if (base <= (this.lastOffsets.get(key) ?? -1)) {
+        const stale = this.producer;
+        this.producer = this.newProducer();
+        void stale.close(true).catch(() => {});
+        throw new LogUnavailableError(`the broker confirmed ${key.replace("\u0000", "/")} at offset ${base}, not after ${this.lastOffsets.get(key)}: the records may not be stored`);
+      }
+    }
+    return all.map((r) => {
+      const key = `${this.wire(r.topic)}\u0000${r.partition}`;
+      const offset = next.get(key);
+      if (offset === undefined) throw new LogUnavailableError(`broker returned no offset for ${r.topic}/${r.partition}`);
+      next.set(key, offset + 1);
+      this.lastOffsets.set(key, offset);
+      return { topic: r.topic, partition: r.partition, offset };
+    });
   }
 
   async endOffsets(topic: string): Promise<number[]> {
@@ -250,7 +326,7 @@ export class KafkaLog implements Log {
         if (end === undefined || record.offset >= end) continue;
         batch.push(record);
         if (record.offset + 1 >= end) remaining.delete(record.partition);
-        if (batch.length >= 2_000 || remaining.size === 0) {
+        if (batch.length >= 5_000 || remaining.size === 0) {
           yield batch;
           batch = [];
         }
@@ -268,6 +344,8 @@ export class KafkaLog implements Log {
     return new Consumer({
       clientId: this.options.clientId,
       bootstrapBrokers: this.options.brokers,
+      ...CLIENT_BOUNDS,
+      requestTimeout: CONSUMER_REQUEST_TIMEOUT_MS,
       groupId,
       groupProtocol: "classic",
       autocommit: false,
@@ -276,7 +354,9 @@ export class KafkaLog implements Log {
       rebalanceTimeout: this.options.rebalanceTimeoutMs,
       maxBytes: this.options.fetchBytesMax,
       maxWaitTime: 200,
-    });
+      partitionAssigner: coPartitionedAssigner,
+      // The client's option type does not name this option in full.
+    } as ConstructorParameters<typeof Consumer<Buffer, Buffer, Buffer, Buffer>>[0]);
   }
 
   toRecord(message: Message): LogRecord {
@@ -293,9 +373,10 @@ export class KafkaLog implements Log {
     };
   }
 
-  async ping(): Promise<void> {
-    if (this.closed) throw new Error("log is closed");
-    await this.admin.metadata({ topics: [] });
+  async ping(timeoutMs: number): Promise<void> {
+    if (this.closed) throw new LogUnavailableError("log is closed");
+    const metadata = await withTimeout(timeoutMs, "ping", () => this.probe.metadata({ topics: [], forceUpdate: true }));
+    if (metadata.brokers.size === 0) throw new LogUnavailableError("the cluster reports no brokers");
   }
 
   async close(): Promise<void> {
@@ -305,8 +386,37 @@ export class KafkaLog implements Log {
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     await this.producer.close();
     await this.admin.close();
+    await this.probe.close();
   }
 }
+
+/** What the client gives an assignor, as far as this one reads it. */
+interface AssignorMetadata {
+  topics: Map<string, { partitionsCount: number }>;
+}
+
+/**
+ * Partition p of every topic goes to the member at p modulo the number of members,
+ * sorted by id (Goka's copartitioning strategy). The client's default round robin
+ * deals topics one after another, which with some member counts gives deposits/p and
+ * flags/p to different members, and a wallet's state to two of them.
+ */
+function coPartitionedAssigner(_self: string, members: Map<string, unknown>, topics: Set<string>, metadata: AssignorMetadata) {
+  const ids = [...members.keys()].sort();
+  const assignments = ids.map((memberId) => ({ memberId, assignments: new Map<string, { topic: string; partitions: number[] }>() }));
+  for (const topic of topics) {
+    const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    for (let partition = 0; partition < count; partition++) {
+      const member = assignments[partition % ids.length]!.assignments;
+      const entry = member.get(topic) ?? { topic, partitions: [] };
+      entry.partitions.push(partition);
+      member.set(topic, entry);
+    }
+  }
+  return assignments;
+}
+
+type MessageStream = AsyncIterable<Message> & { pause(): void; resume(): void; close(): Promise<void>; on(event: string, f: (...a: never[]) => void): void };
 
 /**
  * A subscription on a Kafka consumer. The consumer's stream fills a bounded buffer
@@ -314,13 +424,17 @@ export class KafkaLog implements Log {
  * join events and are reported before any record of a new partition. Without a
  * group, a group of one with a unique id reads every partition from the start.
  *
+ * A consumer that fails (the broker went away: its stream errors and never comes
+ * back, or `consume` itself fails) is closed and its partitions reported revoked; the
+ * next poll starts a new one, which joins the group again.
+ *
  * `seek` can only move forward: records below the offset are dropped as they come.
  * The runtime never needs to go back on Kafka, because a partition's state is restored
  * from the changelogs rather than re-derived from the input.
  */
 class KafkaSubscription implements Subscription {
   private consumer: Consumer | undefined;
-  private stream: (AsyncIterable<Message> & { pause(): void; resume(): void; close(): Promise<void>; on(event: string, f: (...a: never[]) => void): void }) | undefined;
+  private stream: MessageStream | undefined;
   private starting: Promise<void> | undefined;
   private buffer: LogRecord[] = [];
   private readonly assignment = new Set<string>();
@@ -334,26 +448,32 @@ class KafkaSubscription implements Subscription {
   constructor(private readonly log: KafkaLog, private readonly options: SubscribeOptions, private readonly onClose: () => void) {}
 
   private start(): Promise<void> {
-    this.starting ??= (async () => {
-      const groupId = this.options.group ? this.log.wire(this.options.group) : `${this.log.wire("view")}-${crypto.randomUUID()}`;
-      const consumer = this.log.consumer(groupId);
-      this.consumer = consumer;
-      consumer.on("consumer:group:join", (event: { assignments?: { topic: string; partitions: number[] }[] }) => this.onJoin(event.assignments ?? []));
-      const stream = await consumer.consume({
-        topics: this.options.topics.map((t) => this.log.wire(t)),
-        mode: this.options.group ? "committed" : "earliest",
-        fallbackMode: "earliest",
-        autocommit: false,
-      });
-      this.stream = stream as unknown as NonNullable<KafkaSubscription["stream"]>;
-      this.onJoin(consumer.assignments ?? []);
-      this.stream.on("data", (message: never) => this.onMessage(message));
-      this.stream.on("error", (error: never) => {
-        this.failure = error;
-        this.notify();
-      });
-    })();
+    this.starting ??= this.connect().catch(async (error) => {
+      // A failed start must not stay cached: the next poll tries again.
+      await this.reset();
+      throw unavailable("consume", error);
+    });
     return this.starting;
+  }
+
+  private async connect(): Promise<void> {
+    const groupId = this.options.group ? this.log.wire(this.options.group) : `${this.log.wire("view")}-${crypto.randomUUID()}`;
+    const consumer = this.log.consumer(groupId);
+    this.consumer = consumer;
+    consumer.on("consumer:group:join", (event: { assignments?: { topic: string; partitions: number[] }[] }) => this.onJoin(event.assignments ?? []));
+    const stream = await consumer.consume({
+      topics: this.options.topics.map((t) => this.log.wire(t)),
+      mode: this.options.group ? "committed" : "earliest",
+      fallbackMode: "earliest",
+      autocommit: false,
+    });
+    this.stream = stream as unknown as MessageStream;
+    this.onJoin(consumer.assignments ?? []);
+    this.stream.on("data", (message: never) => this.onMessage(message));
+    this.stream.on("error", (error: never) => {
+      this.failure = error;
+      this.notify();
+    });
   }
 
   private onJoin(assignments: { topic: string; partitions: number[] }[]): void {
@@ -404,7 +524,7 @@ class KafkaSubscription implements Subscription {
       if (this.failure) {
         const failure = this.failure;
         await this.reset();
-        throw failure;
+        throw unavailable("the consumer", failure);
       }
       if (this.changes.assigned.length > 0 || this.changes.revoked.length > 0) {
         const changes = this.changes;
@@ -430,8 +550,8 @@ class KafkaSubscription implements Subscription {
   }
 
   /**
-   * Drops the broken consumer after a stream error. Its partitions are reported as
-   * revoked at the next poll, which starts a new consumer that joins the group again.
+   * Drops the consumer. Its partitions are reported as revoked at the next poll, which
+   * starts a new consumer that joins the group again.
    */
   private async reset(): Promise<void> {
     const consumer = this.consumer;
@@ -458,9 +578,13 @@ class KafkaSubscription implements Subscription {
   async commit(positions: RecordPosition[]): Promise<void> {
     if (!this.options.group) throw new Error("commit needs a consumer group");
     if (!this.consumer || positions.length === 0) return;
-    await this.consumer.commit({
-      offsets: positions.map((p) => ({ topic: this.log.wire(p.topic), partition: p.partition, offset: BigInt(p.offset), leaderEpoch: -1 })),
-    });
+    try {
+      await this.consumer.commit({
+        offsets: positions.map((p) => ({ topic: this.log.wire(p.topic), partition: p.partition, offset: BigInt(p.offset), leaderEpoch: -1 })),
+      });
+    } catch (error) {
+      throw unavailable("commit", error);
+    }
   }
 
   async close(): Promise<void> {
@@ -474,10 +598,20 @@ class KafkaSubscription implements Subscription {
   }
 }
 
+/**
+ * The client's error as ours: a retryable one (the broker away) becomes a
+ * LogUnavailableError, so every layer above sees one type; anything else is passed on
+ * as it is, to stop whoever meets it.
+ */
+function unavailable(what: string, error: unknown): Error {
+  if (error instanceof LogUnavailableError || !isRetryable(error)) return error as Error;
+  return new LogUnavailableError(`${what} failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+}
+
 function withTimeout<T>(ms: number, what: string, run: () => Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not complete within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new LogUnavailableError(`${what} did not complete within ${ms} ms`)), ms);
   });
   return Promise.race([run(), expired]).finally(() => clearTimeout(timer));
 }
@@ -486,4 +620,3 @@ function fromKey(key: string): TopicPartition {
   const [topic, partition] = key.split("\u0000");
   return { topic: topic!, partition: Number(partition) };
 }
-

@@ -73,8 +73,24 @@ export interface Subscription {
   close(): Promise<void>;
 }
 
-export interface Log {
-  readonly kind: "embedded" | "kafka";
+/** Appends records: what an emitter needs. */
+export interface Producer {
+  /**
+   * Appends records; resolves with their positions once all are durably stored.
+   * Rejects with a retryable error (LogUnavailableError) when the log cannot be
+   * reached in time: the records may or may not have been stored.
+   */
+  produce(records: ProduceRecord[]): Promise<RecordPosition[]>;
+}
+
+/** Asks the log whether it answers, really (not from a cache). */
+export interface Pinger {
+  /** Resolves if the log answered within `timeoutMs`; rejects otherwise. */
+  ping(timeoutMs: number): Promise<void>;
+}
+
+/** Creates and describes topics. */
+export interface TopicAdmin {
   /**
    * Creates missing topics. Throws CoPartitioningError when an existing topic has a
    * different partition count, as co-partitioned groups would then route one wallet's
@@ -82,18 +98,18 @@ export interface Log {
    */
   ensureTopics(specs: TopicSpec[]): Promise<void>;
   partitionCount(topic: string): Promise<number>;
-  /** Appends records; resolves with their positions once all are durably stored. */
-  produce(records: ProduceRecord[]): Promise<RecordPosition[]>;
   /** The next offset to be written, per partition. */
   endOffsets(topic: string): Promise<number[]>;
+}
+
+export interface Log extends Producer, Pinger, TopicAdmin {
+  readonly kind: "embedded" | "kafka";
   subscribe(options: SubscribeOptions): Subscription;
   /**
    * Reads partitions of a topic from the given offsets up to their end offsets at the
    * time of the call, in batches, each partition in order. For restoring tables.
    */
   replay(topic: string, from: RecordPosition[]): AsyncIterable<LogRecord[]>;
-  /** Throws if the log cannot be reached. */
-  ping(): Promise<void>;
   close(): Promise<void>;
 }
 

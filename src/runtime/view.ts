@@ -1,66 +1,123 @@
-import type { Log, LogRecord, RecordPosition, Subscription, TopicPartition } from "../log/log.js";
-import type { StateStore } from "../store/state-store.js";
+import type { Log, LogRecord, RecordPosition, Subscription } from "../log/log.js";
+import type { StateStore, TableRow } from "../store/state-store.js";
 import { Signal } from "../signal.js";
-import type { Codec } from "./codecs.js";
-import { changelogRows, lastPositions, THROUGH_HEADER } from "./processor.js";
+import { tpKey } from "./batch.js";
+import { decodeChangelog, versionOf, type Through } from "./changelog.js";
+import type { Codec } from "./codec.js";
+import { DecodeError } from "./codec.js";
+import { Backoff, isRetryable } from "./errors.js";
+import type { Group } from "./group.js";
+
+/** How fresh a view is: whether it has caught up since it started, and up to when it is known complete. */
+export interface ViewStatus {
+  /** It has read everything its table held when it started, and its last read worked. */
+  caughtUp: boolean;
+  /** Every change made to the table before this time is in the view. */
+  asOfMs: number;
+}
+
+/** What the API reads: a group's table by wallet id (Goka's view). */
+export interface TableReader<S> {
+  get(walletId: string): S | undefined;
+  /**
+   * Resolves true once the table includes the group's input record at `position`
+   * (read your writes), or false after `timeoutMs`.
+   */
+  waitFor(position: RecordPosition, timeoutMs: number): Promise<boolean>;
+  status(): ViewStatus;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/** How often a waiter for a position looks at the progress of another thread or process. */
+const WAIT_POLL_MS = 2;
+
+/**
+ * A view on the embedded log: the group's own table, read in place. The table lives in
+ * the log's database, which every process on the same DATA_DIR opens, so there is
+ * nothing to replicate, and the view is exactly as fresh as the group's commits.
+ */
+export class LocalTable<S> implements TableReader<S> {
+  constructor(private readonly group: Group<S, unknown, unknown>, private readonly store: StateStore) {}
+
+  get(walletId: string): S | undefined {
+    const row = this.store.row(this.group.name, walletId);
+    return row ? this.group.table.codec.decode(row.value) : undefined;
+  }
+
+  async waitFor(position: RecordPosition, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.store.progress(this.group.name, position) > position.offset) return true;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await Bun.sleep(Math.min(left, WAIT_POLL_MS));
+    }
+  }
+
+  status(): ViewStatus {
+    return { caughtUp: true, asOfMs: Date.now() };
+  }
+
+  start(): void {}
+  async stop(): Promise<void> {}
+}
 
 export interface ViewLimits {
   batchRecordsMax: number;
   pollWaitMs: number;
-  retryBackoffMs: number;
-  /** As a processor's: wait after a small batch so that batches grow under load. */
-  lingerMs: number;
+  retryBackoffInitialMs: number;
+  retryBackoffMaxMs: number;
+  /** How often the view asks the log for the changelog's end, to know how fresh it is. */
+  freshnessCheckMs: number;
 }
 
-const DEFAULT_VIEW_LIMITS: ViewLimits = { batchRecordsMax: 2_000, pollWaitMs: 200, retryBackoffMs: 500, lingerMs: 10 };
-
-const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
+export const DEFAULT_VIEW_LIMITS: ViewLimits = { batchRecordsMax: 5_000, pollWaitMs: 200, retryBackoffInitialMs: 50, retryBackoffMaxMs: 5_000, freshnessCheckMs: 500 };
 
 /**
- * A read-only replica of a group's table, fed by its changelog topic (Goka's view).
- * It reads every partition, with no consumer group, into the state store under the
- * owner "view:<topic>", so any API instance can answer for any wallet, whichever
- * instance runs the group. Each changelog value carries the input offset that made it
- * (its version); an older version never replaces a newer one, so a re-sent outbox
- * cannot move the view backwards.
+ * A read-only replica of a group's table on Kafka, fed by its changelog (Goka's view).
+ * It reads every partition, with no consumer group, into a state store under the owner
+ * "view:<changelog>", so any API instance can answer for any wallet, whichever
+ * instance runs the group. A value replaces another only if its version is newer, so a
+ * re-sent outbox never moves the view backwards. A record that does not decode is
+ * skipped, counted and logged: the wallet keeps its last good value.
  */
-export class TableView<T> {
+export class ChangelogView<S> implements TableReader<S> {
   readonly owner: string;
   private subscription: Subscription | undefined;
   private running: Promise<void> | undefined;
   private stopping = false;
   private readonly positions = new Map<string, RecordPosition>();
+  /** Per partition: how far the group had applied its inputs, per the batch records read. */
+  private readonly through = new Map<number, Through>();
+  private readonly advanced = new Signal();
+  /** Records polled but not yet stored; retried after a failed write. */
+  private backlog: LogRecord[] = [];
   /** End offsets when the view started; reaching them is "caught up". */
   private startEnds: number[] | undefined;
+  /** The latest end offsets asked for, and when: reaching them makes the view complete as of then. */
+  private freshness: { ends: number[]; atMs: number } | undefined;
+  private asOfMs = 0;
+  private healthy = true;
+  /** Changelog records that did not decode, since start. */
+  skippedCount = 0;
 
   constructor(
-    readonly topic: string,
-    private readonly codec: Codec<T>,
+    private readonly group: Group<S, unknown, unknown>,
     private readonly log: Log,
     private readonly store: StateStore,
     private readonly limits: ViewLimits = DEFAULT_VIEW_LIMITS,
   ) {
-    this.owner = `view:${topic}`;
-    this.throughKey = `${topic}#through`;
+    this.owner = `view:${group.changelog}`;
   }
 
-  /** Progress-table key under which the through offsets are stored. */
-  private readonly throughKey: string;
+  get(walletId: string): S | undefined {
+    const row = this.store.row(this.owner, walletId);
+    return row ? this.group.table.codec.decode(row.value) : undefined;
+  }
 
-  /** Per partition: the group's input offset the view has caught up to (THROUGH_HEADER). */
-  private readonly through = new Map<number, number>();
-  private readonly advanced = new Signal();
-  /** Records polled but not yet committed; retried after a failed commit. */
-  private backlog: LogRecord[] = [];
-  private healthy = true;
-
-  /**
-   * Waits until the view includes the group's input record at `position` (same
-   * partition number: the table is co-partitioned with the input), or `timeoutMs`
-   * passes. Resolves true if it does. Read-your-writes for the API.
-   */
-  async waitFor(position: { partition: number; offset: number }, timeoutMs: number): Promise<boolean> {
-    const includes = () => (this.through.get(position.partition) ?? 0) > position.offset;
+  async waitFor(position: RecordPosition, timeoutMs: number): Promise<boolean> {
+    const includes = () => (this.through.get(position.partition)?.get(position.topic) ?? 0) > position.offset;
     const deadline = Date.now() + timeoutMs;
     while (!includes()) {
       const left = deadline - Date.now();
@@ -70,9 +127,9 @@ export class TableView<T> {
     return true;
   }
 
-  get(key: string): T | undefined {
-    const row = this.store.row(this.owner, key);
-    return row ? this.codec.decode(row.value) : undefined;
+  status(): ViewStatus {
+    const started = this.startEnds !== undefined && this.reached(this.startEnds);
+    return { caughtUp: started && this.healthy, asOfMs: this.asOfMs };
   }
 
   start(): void {
@@ -81,70 +138,112 @@ export class TableView<T> {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.advanced.notify();
     await this.running?.catch(() => {});
     await this.subscription?.close();
   }
 
-  /**
-   * True once the view has read everything that was in the changelog when it started,
-   * and its last read succeeded: a view that cannot reach its log is not ready.
-   */
-  caughtUp(): boolean {
-    if (!this.healthy || !this.startEnds || this.positions.size < this.startEnds.length) return false;
-    return this.startEnds.every((end, partition) => (this.positions.get(tpKey({ topic: this.topic, partition }))?.offset ?? 0) >= end);
-  }
-
   private async loop(): Promise<void> {
+    const backoff = new Backoff(this.limits.retryBackoffInitialMs, this.limits.retryBackoffMaxMs);
+    let nextFreshnessMs = 0;
     while (!this.stopping) {
       try {
-        const count = await this.step(this.limits.pollWaitMs);
-        if (count > 0 && count < this.limits.batchRecordsMax) await Bun.sleep(this.limits.lingerMs);
+        if (Date.now() >= nextFreshnessMs) {
+          nextFreshnessMs = Date.now() + this.limits.freshnessCheckMs;
+          await this.askFreshness();
+        }
+        await this.step(this.limits.pollWaitMs);
         this.healthy = true;
+        backoff.reset();
       } catch (error) {
-        // Records whose commit failed stay in the backlog and are retried.
+        if (!isRetryable(error)) throw error;
+        // Records whose write failed stay in the backlog and are retried.
         this.healthy = false;
-        console.warn(`[${this.owner}] retrying after: ${(error as Error).message}`);
-        await Bun.sleep(this.limits.retryBackoffMs);
+        const delayMs = backoff.next();
+        if (backoff.failures % 10 === 1) console.warn(`[${this.owner}] retrying in ${delayMs} ms after: ${(error as Error).message}`);
+        await Bun.sleep(delayMs);
       }
     }
   }
 
-  /** One poll and, if records came, one commit. */
+  private async askFreshness(): Promise<void> {
+    const atMs = Date.now();
+    const ends = await this.log.endOffsets(this.group.changelog);
+    this.startEnds ??= ends;
+    this.freshness = { ends, atMs };
+    this.noteFreshness();
+  }
+
+  private noteFreshness(): void {
+    if (this.freshness && this.reached(this.freshness.ends)) this.asOfMs = Math.max(this.asOfMs, this.freshness.atMs);
+  }
+
+  private reached(ends: number[]): boolean {
+    return ends.every((end, partition) => end === 0 || (this.positions.get(tpKey({ topic: this.group.changelog, partition }))?.offset ?? 0) >= end);
+  }
+
+  /** One poll and, if records came, one write. Public so tests can drive it. */
   async step(maxWaitMs: number): Promise<number> {
-    this.startEnds ??= await this.log.endOffsets(this.topic);
-    this.subscription ??= this.log.subscribe({ topics: [this.topic] });
+    this.subscription ??= this.log.subscribe({ topics: [this.group.changelog] });
     const room = this.limits.batchRecordsMax - this.backlog.length;
     const poll = room > 0 ? await this.subscription.poll(room, maxWaitMs) : { records: [], assigned: [], revoked: [] };
     for (const tp of poll.revoked) this.positions.delete(tpKey(tp));
-    for (const tp of poll.assigned) {
-      this.through.set(tp.partition, this.store.progress(this.owner, { topic: this.throughKey, partition: tp.partition }));
-      const position = { ...tp, offset: this.store.progress(this.owner, tp) };
-      this.positions.set(tpKey(tp), position);
-      this.subscription.seek(position);
-    }
-    // Polled records stay in the backlog until their commit succeeds: a subscription
+    for (const tp of poll.assigned) this.assign(tp.partition);
+    // Polled records stay in the backlog until their write succeeds: a subscription
     // on Kafka cannot go back to read them again.
-    this.backlog.push(...poll.records);
-    this.backlog = this.backlog.filter((r) => {
-      const position = this.positions.get(tpKey(r));
-      return position !== undefined && r.offset >= position.offset;
-    });
-    const fresh = this.backlog;
-    if (fresh.length === 0) return 0;
-    const next = lastPositions(fresh);
+    for (const record of poll.records) this.backlog.push(record);
+    this.backlog = this.backlog.filter((r) => r.offset >= (this.positions.get(tpKey(r))?.offset ?? Number.POSITIVE_INFINITY));
+    const count = this.backlog.length > 0 ? this.apply(this.backlog) : 0;
+    this.noteFreshness();
+    return count;
+  }
+
+  private assign(partition: number): void {
+    const tp = { topic: this.group.changelog, partition };
+    const position = { ...tp, offset: this.store.progress(this.owner, tp) };
+    this.positions.set(tpKey(tp), position);
+    this.subscription!.seek(position);
+    const inputs = this.group.inputs.map((i) => i.topic.name);
+    this.through.set(partition, new Map(inputs.map((topic) => [topic, this.store.progress(this.owner, { topic: `through:${topic}`, partition })])));
+  }
+
+  private apply(records: LogRecord[]): number {
+    const rows = new Map<string, TableRow>();
     const through = new Map(this.through);
-    for (const r of fresh) {
-      const offset = Number(r.headers[THROUGH_HEADER] ?? 0);
-      if (offset > (through.get(r.partition) ?? 0)) through.set(r.partition, offset);
+    for (const record of records) {
+      const entry = this.decode(record);
+      if (!entry) continue;
+      if (entry.kind === "batch") {
+        if (versionOf(entry.through) > versionOf(through.get(record.partition) ?? new Map())) through.set(record.partition, entry.through);
+        continue;
+      }
+      const held = rows.get(entry.walletId);
+      if (!held || held.version < entry.version) rows.set(entry.walletId, { key: entry.walletId, value: entry.value, version: entry.version });
     }
+    const next = new Map<number, RecordPosition>();
+    for (const r of records) next.set(r.partition, { topic: r.topic, partition: r.partition, offset: r.offset + 1 });
     // The through offsets are kept with the view's progress, so that after a restart
     // the view still knows what it includes.
-    const throughPositions = [...through].map(([partition, offset]) => ({ topic: this.throughKey, partition, offset }));
-    this.store.mergeRows(this.owner, changelogRows(fresh), [...next, ...throughPositions]);
+    const marks = [...through].flatMap(([partition, t]) => [...t].map(([topic, offset]) => ({ topic: `through:${topic}`, partition, offset })));
+    this.store.merge(this.owner, [...rows.values()], [], [...next.values(), ...marks]);
     this.backlog = [];
-    for (const p of next) this.positions.set(tpKey(p), p);
-    for (const [partition, offset] of through) this.through.set(partition, offset);
+    for (const p of next.values()) this.positions.set(tpKey(p), p);
+    for (const [partition, t] of through) this.through.set(partition, t);
     this.advanced.notify();
-    return fresh.length;
+    return records.length;
+  }
+
+  /** Decodes a changelog record and its row value; a bad one is skipped and counted. */
+  private decode(record: LogRecord) {
+    try {
+      const entry = decodeChangelog(record.key, record.value);
+      if (entry.kind === "row") (this.group.table.codec as Codec<S>).decode(entry.value);
+      return entry;
+    } catch (error) {
+      if (!(error instanceof DecodeError)) throw error;
+      this.skippedCount++;
+      console.warn(`[${this.owner}] skipped undecodable record ${record.partition}:${record.offset} (${this.skippedCount} so far): ${error.message}`);
+      return undefined;
+    }
   }
 }

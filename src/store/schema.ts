@@ -1,12 +1,13 @@
 import { blob, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
- * Tables of the state store (DATA_DIR/state.db), shared by every processor group and
- * view of a process, each row tagged with its owner (`owner` is a group name such as
- * "balance", or a view name such as "view:balance-table").
+ * Tables of the state store: the processor groups' tables, their progress and their
+ * applied event ids, and the views' replicas, each row tagged with its owner (a group
+ * name such as "balance", or a view such as "view:balance-table").
  *
- * A group commits its table rows, its progress and its outbox in one transaction;
- * that is what makes a group's effects exactly-once.
+ * On the embedded log these tables live in the log's own database (DATA_DIR/log.db),
+ * so one transaction consumes input, changes state and appends output. On Kafka they
+ * live in DATA_DIR/state.db, one per process, with an outbox of what to produce.
  */
 
 /** One value per key: the group's table (protobuf bytes of its *TableValue). */
@@ -14,11 +15,11 @@ export const tableRows = sqliteTable("table_rows", {
   owner: text("owner").notNull(),
   key: text("key").notNull(),
   value: blob("value", { mode: "buffer" }).notNull(),
-  /** The input offset that produced this value: a view ignores older values. */
+  /** The version of the value (see ChangelogRecord): a replica ignores older ones. */
   version: integer("version").notNull(),
 }, (t) => [primaryKey({ columns: [t.owner, t.key] })]);
 
-/** The next input offset to apply, per input partition. */
+/** The next input offset to apply, per input partition (and, for views and restores, per changelog partition). */
 export const progress = sqliteTable("progress", {
   owner: text("owner").notNull(),
   topic: text("topic").notNull(),
@@ -36,36 +37,20 @@ export const appliedEvents = sqliteTable("applied_events", {
   key: text("key").notNull(),
   eventId: text("event_id").notNull(),
   fingerprint: text("fingerprint").notNull(),
-  /** "applied", or the code of the rule that refused the event. */
+  /** "applied", or the code of the business rule that refused the event. */
   outcome: text("outcome").notNull(),
-  topic: text("topic").notNull(),
-  partition: integer("partition").notNull(),
-  offset: integer("offset").notNull(),
 }, (t) => [primaryKey({ columns: [t.owner, t.key, t.eventId] })]);
 
-/** Records a group refused: undecodable, mis-keyed, or a reused id with new content. */
-export const rejections = sqliteTable("rejections", {
-  owner: text("owner").notNull(),
-  topic: text("topic").notNull(),
-  partition: integer("partition").notNull(),
-  offset: integer("offset").notNull(),
-  key: text("key").notNull(),
-  code: text("code").notNull(),
-  detail: text("detail").notNull(),
-}, (t) => [primaryKey({ columns: [t.owner, t.topic, t.partition, t.offset] })]);
-
 /**
- * Records a group has committed to emit (changelog values and events for other
- * groups), written with the state that produced them and deleted once the log has
- * them. A crash in between re-sends them: emits are at-least-once, and their
- * consumers dedupe (event ids, versions).
+ * Kafka only: what a committed batch has still to produce, one row per batch and
+ * source partition (OutboxRecords), written with the state that produced it and
+ * deleted once the log has it. A crash in between produces it again: consumers
+ * dedupe by event id and by version.
  */
 export const outbox = sqliteTable("outbox", {
   id: integer("id").primaryKey({ autoIncrement: true }),
   owner: text("owner").notNull(),
-  topic: text("topic").notNull(),
-  partition: integer("partition"),
-  key: text("key").notNull(),
-  value: blob("value", { mode: "buffer" }).notNull(),
-  headers: text("headers"),
+  /** The input partition whose batch wrote it: only the instance holding it sends it. */
+  partition: integer("partition").notNull(),
+  records: blob("records", { mode: "buffer" }).notNull(),
 });

@@ -1,12 +1,14 @@
 import type { Database } from "bun:sqlite";
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { and, eq, sql } from "drizzle-orm";
 import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { join } from "node:path";
-import type { Headers, RecordPosition, TopicPartition } from "../log/log.js";
+import { OutboxRecordsSchema } from "../gen/depositaja/v1/runtime_pb.js";
+import type { ProduceRecord, RecordPosition, TopicPartition } from "../log/log.js";
 import * as schema from "./schema.js";
-import { openSqlite } from "./sqlite.js";
+import { applyMigrations, openSqlite } from "./sqlite.js";
 
-const { appliedEvents, outbox, progress, rejections, tableRows } = schema;
+const { appliedEvents, outbox, progress, tableRows } = schema;
 
 export interface TableRow {
   key: string;
@@ -14,63 +16,53 @@ export interface TableRow {
   version: number;
 }
 
-export interface AppliedEvent {
+export interface AppliedId {
   key: string;
   eventId: string;
   fingerprint: string;
   outcome: string;
-  position: RecordPosition;
 }
 
-export interface Rejection {
-  position: RecordPosition;
-  key: string;
-  code: string;
-  detail: string;
-}
-
-export interface OutboxRecord {
-  id: number;
-  topic: string;
-  partition: number | null;
-  key: string;
-  value: Uint8Array;
-  headers: Headers;
-}
-
-/** What one processed batch commits, all or nothing. */
-export interface BatchCommit {
-  /** The progress the batch was computed from; the commit fails if it moved. */
+/** What a batch changes in the store, written in one transaction. */
+export interface StoreBatch {
+  /** The progress the batch started from; a different stored value means someone else moved it. */
   from: RecordPosition[];
-  /** The progress after the batch. */
   to: RecordPosition[];
   rows: TableRow[];
-  applied: AppliedEvent[];
-  rejections: Rejection[];
-  outbox: Omit<OutboxRecord, "id">[];
+  applied: AppliedId[];
 }
 
-/** Another process applied some of the same records first; the batch was dropped. */
+export interface OutboxEntry {
+  id: number;
+  partition: number;
+  records: ProduceRecord[];
+}
+
+/** Another process applied the same input first; the batch was not written. */
 export class StaleProgressError extends Error {
+  readonly retryable = true;
   constructor(position: TopicPartition, expected: number, actual: number) {
     super(`progress of ${position.topic}/${position.partition} is ${actual}, expected ${expected}`);
     this.name = "StaleProgressError";
   }
 }
 
+const STORE_MIGRATIONS = { folder: join(import.meta.dir, "migrations"), table: "__drizzle_migrations_store" };
+/** bun:sqlite binds Buffers without a copy; a Uint8Array view is wrapped, not copied. */
 const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 
 /**
- * The state of a process's processor groups and views (DATA_DIR/state.db), through
- * Drizzle. Every method is synchronous: bun:sqlite transactions cannot span an await,
- * and a commit that cannot be interleaved is exactly what a batch needs.
+ * The state of a process's processor groups and views, through Drizzle. Every method
+ * is synchronous: bun:sqlite transactions cannot span an await, and a commit that
+ * cannot be interleaved is exactly what a batch needs.
+ *
+ * It works on a connection it is given: on the embedded log, the log's own, so a
+ * batch's state and its output records commit together; on Kafka, DATA_DIR/state.db.
  */
 export class StateStore {
-  readonly sqlite: Database;
   readonly db: BunSQLiteDatabase<typeof schema>;
-
-  // The reads of every record's path, prepared once: building Drizzle queries anew per
-  // record costs more than running them.
+  // The statements of every record's path, prepared once: building Drizzle queries
+  // anew per record costs more than running them.
   private readonly selectRow;
   private readonly selectProgress;
   private readonly selectApplied;
@@ -78,11 +70,13 @@ export class StateStore {
   private readonly upsertNewerRow;
   private readonly upsertProgress;
   private readonly insertApplied;
-  private readonly insertAppliedIfNew;
   private readonly insertOutbox;
+  private readonly selectOutbox;
+  private readonly selectOutboxRecords;
+  private readonly deleteOutboxRow;
 
-  constructor(path: string) {
-    ({ sqlite: this.sqlite, db: this.db } = openSqlite(path, schema, join(import.meta.dir, "migrations"), "normal"));
+  constructor(readonly sqlite: Database) {
+    this.db = applyMigrations(sqlite, schema, STORE_MIGRATIONS);
     const p = (name: string) => sql.placeholder(name);
     this.selectRow = this.db
       .select({ key: tableRows.key, value: tableRows.value, version: tableRows.version })
@@ -99,48 +93,39 @@ export class StateStore {
       .from(appliedEvents)
       .where(and(eq(appliedEvents.owner, p("owner")), eq(appliedEvents.key, p("key")), eq(appliedEvents.eventId, p("eventId"))))
       .prepare();
-    this.upsertRow = this.db
-      .insert(tableRows)
-      .values({ owner: p("owner"), key: p("key"), value: p("value"), version: p("version") })
-      .onConflictDoUpdate({ target: [tableRows.owner, tableRows.key], set: { value: sql`excluded.value`, version: sql`excluded.version` } })
-      .prepare();
+    const row = { owner: p("owner"), key: p("key"), value: p("value"), version: p("version") };
+    const replace = { value: sql`excluded.value`, version: sql`excluded.version` };
+    this.upsertRow = this.db.insert(tableRows).values(row).onConflictDoUpdate({ target: [tableRows.owner, tableRows.key], set: replace }).prepare();
     this.upsertNewerRow = this.db
       .insert(tableRows)
-      .values({ owner: p("owner"), key: p("key"), value: p("value"), version: p("version") })
-      .onConflictDoUpdate({
-        target: [tableRows.owner, tableRows.key],
-        set: { value: sql`excluded.value`, version: sql`excluded.version` },
-        setWhere: sql`${tableRows.version} < excluded.version`,
-      })
+      .values(row)
+      .onConflictDoUpdate({ target: [tableRows.owner, tableRows.key], set: replace, setWhere: sql`${tableRows.version} < excluded.version` })
       .prepare();
     this.upsertProgress = this.db
       .insert(progress)
       .values({ owner: p("owner"), topic: p("topic"), partition: p("partition"), nextOffset: p("nextOffset") })
       .onConflictDoUpdate({ target: [progress.owner, progress.topic, progress.partition], set: { nextOffset: sql`excluded.next_offset` } })
       .prepare();
+    // Ids already known stay as they are: the first decision for an id is the one.
     this.insertApplied = this.db
       .insert(appliedEvents)
-      .values({
-        owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome"),
-        topic: p("topic"), partition: p("partition"), offset: p("offset"),
-      })
-      .prepare();
-    this.insertAppliedIfNew = this.db
-      .insert(appliedEvents)
-      .values({
-        owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome"),
-        topic: p("topic"), partition: p("partition"), offset: p("offset"),
-      })
+      .values({ owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome") })
       .onConflictDoNothing()
       .prepare();
-    this.insertOutbox = this.db
-      .insert(outbox)
-      .values({ owner: p("owner"), topic: p("topic"), partition: p("partition"), key: p("key"), value: p("value"), headers: p("headers") })
+    this.insertOutbox = this.db.insert(outbox).values({ owner: p("owner"), partition: p("partition"), records: p("records") }).prepare();
+    this.selectOutbox = this.db
+      .select({ id: outbox.id, partition: outbox.partition })
+      .from(outbox)
+      .where(eq(outbox.owner, p("owner")))
+      .orderBy(outbox.id)
       .prepare();
+    this.selectOutboxRecords = this.db.select({ records: outbox.records }).from(outbox).where(eq(outbox.id, p("id"))).prepare();
+    this.deleteOutboxRow = this.db.delete(outbox).where(eq(outbox.id, p("id"))).prepare();
   }
 
-  static open(dataDir: string): StateStore {
-    return new StateStore(join(dataDir, "state.db"));
+  /** A state store in a file of its own: DATA_DIR/state.db for processors on Kafka, views.db for views. */
+  static open(dataDir: string, file = "state.db"): StateStore {
+    return new StateStore(openSqlite(join(dataDir, file), { durability: "normal", busyTimeoutMs: 10_000 }));
   }
 
   row(owner: string, key: string): TableRow | undefined {
@@ -157,119 +142,97 @@ export class StateStore {
     return this.selectApplied.get({ owner, key, eventId });
   }
 
+  /** Runs `work` in one immediate transaction (the write lock taken up front). */
+  transaction<T>(work: () => T): T {
+    return this.sqlite.transaction(work).immediate();
+  }
+
   /**
-   * Commits a processed batch in one transaction: table rows, applied event ids,
-   * rejections, outbox and progress. Throws StaleProgressError, changing nothing, if
-   * another process moved the progress of one of the batch's partitions.
+   * Writes a batch: table rows, applied ids and progress. Call it inside
+   * `transaction`. Throws StaleProgressError, before writing anything, if another
+   * process moved the progress of one of the batch's partitions.
    */
-  commitBatch(owner: string, batch: BatchCommit): void {
-    this.sqlite.transaction(() => {
-      for (const from of batch.from) {
-        const actual = this.progress(owner, from);
-        if (actual !== from.offset) throw new StaleProgressError(from, from.offset, actual);
-      }
-      this.writeRows(owner, batch.rows);
-      for (const a of batch.applied) {
-        this.insertApplied.run({
-          owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome,
-          topic: a.position.topic, partition: a.position.partition, offset: a.position.offset,
-        });
-      }
-      for (const r of batch.rejections) {
-        this.db.insert(rejections).values({
-          owner, topic: r.position.topic, partition: r.position.partition, offset: r.position.offset,
-          key: r.key, code: r.code, detail: r.detail,
-        }).onConflictDoNothing().run();
-      }
-      for (const o of batch.outbox) {
-        this.insertOutbox.run({
-          owner, topic: o.topic, partition: o.partition, key: o.key, value: bytes(o.value),
-          headers: Object.keys(o.headers).length > 0 ? JSON.stringify(o.headers) : null,
-        });
-      }
-      this.writeProgress(owner, batch.to);
-    }).immediate();
+  writeBatch(owner: string, batch: StoreBatch): void {
+    for (const from of batch.from) {
+      const actual = this.progress(owner, from);
+      if (actual !== from.offset) throw new StaleProgressError(from, from.offset, actual);
+    }
+    for (const row of batch.rows) this.upsertRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
+    for (const a of batch.applied) this.insertApplied.run({ owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome });
+    this.writeProgress(owner, batch.to);
   }
 
   /**
    * Merges changelog rows into a table (a view's, or a group's being restored): a row
    * replaces the stored one only if its version is newer, so duplicated or reordered
-   * changelog records never move a table backwards. The changelog positions `to`
-   * move in the same transaction.
+   * changelog records never move a table backwards. Applied ids are added, and the
+   * positions `to` move, in the same transaction.
    */
-  mergeRows(owner: string, rows: TableRow[], to: RecordPosition[]): void {
-    this.sqlite.transaction(() => {
+  merge(owner: string, rows: TableRow[], applied: AppliedId[], to: RecordPosition[]): void {
+    this.transaction(() => {
       for (const row of rows) this.upsertNewerRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
+      for (const a of applied) this.insertApplied.run({ owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome });
       this.writeProgress(owner, to);
-    }).immediate();
+    });
   }
 
-  /**
-   * Merges what a changelog held into a group's table: rows newest-version-wins,
-   * applied ids added (ids already known stay as they are), and the changelog
-   * positions `to`, all in one transaction.
-   */
-  mergeChangelog(owner: string, rows: TableRow[], applied: AppliedEvent[], to: RecordPosition[]): void {
-    this.sqlite.transaction(() => {
-      for (const row of rows) this.upsertNewerRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
-      for (const a of applied) {
-        this.insertAppliedIfNew.run({
-          owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome,
-          topic: a.position.topic, partition: a.position.partition, offset: a.position.offset,
-        });
-      }
-      this.writeProgress(owner, to);
-    }).immediate();
-  }
-
-  private writeRows(owner: string, rows: TableRow[]): void {
-    for (const row of rows) this.upsertRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
-  }
-
-  private writeProgress(owner: string, positions: RecordPosition[]): void {
+  writeProgress(owner: string, positions: RecordPosition[]): void {
     for (const p of positions) this.upsertProgress.run({ owner, topic: p.topic, partition: p.partition, nextOffset: p.offset });
   }
 
-  /** The outbox of `owner` for some partitions, oldest first. */
-  outbox(owner: string, partitions: number[], limit: number): OutboxRecord[] {
-    return this.db
-      .select()
-      .from(outbox)
-      .where(and(eq(outbox.owner, owner), inArray(outbox.partition, partitions)))
-      .orderBy(asc(outbox.id))
-      .limit(limit)
-      .all()
-      .map((row) => ({
-        id: row.id,
-        topic: row.topic,
-        partition: row.partition,
-        key: row.key,
-        value: new Uint8Array(row.value),
-        headers: row.headers ? (JSON.parse(row.headers) as Headers) : {},
-      }));
+  /** Adds a batch's records to the outbox of one source partition. Call it inside `transaction`. */
+  addOutbox(owner: string, partition: number, records: ProduceRecord[]): void {
+    const encoded = create(OutboxRecordsSchema, {
+      records: records.map((r) => ({ topic: r.topic, key: r.key, partition: r.partition ?? -1, value: r.value, headers: r.headers ?? {} })),
+    });
+    this.insertOutbox.run({ owner, partition, records: bytes(toBinary(OutboxRecordsSchema, encoded)) });
   }
 
-  /** Forgets outbox records once the log has stored them. */
-  deleteOutbox(owner: string, ids: number[]): void {
-    this.sqlite.transaction(() => {
-      for (let i = 0; i < ids.length; i += 500) {
-        this.db.delete(outbox).where(and(eq(outbox.owner, owner), inArray(outbox.id, ids.slice(i, i + 500)))).run();
-      }
-    }).immediate();
+  /**
+   * The outbox of `owner` for the input partitions in `held`, oldest first, up to about
+   * `recordsMax` records (an entry is never split, so at least one comes).
+   */
+  outbox(owner: string, held: ReadonlySet<number>, recordsMax: number): OutboxEntry[] {
+    const entries: OutboxEntry[] = [];
+    let size = 0;
+    for (const { id, partition } of this.selectOutbox.all({ owner })) {
+      if (!held.has(partition)) continue;
+      const records = this.outboxRecords(id);
+      if (entries.length > 0 && size + records.length > recordsMax) break;
+      entries.push({ id, partition, records });
+      size += records.length;
+    }
+    return entries;
   }
 
-  /** Drops the outbox of one partition: the changelog already has newer news. */
+  private outboxRecords(id: number): ProduceRecord[] {
+    const row = this.selectOutboxRecords.get({ id })!;
+    return fromBinary(OutboxRecordsSchema, row.records).records.map((r) => ({
+        topic: r.topic,
+        key: r.key,
+        value: r.value,
+        headers: r.headers,
+      ...(r.partition >= 0 ? { partition: r.partition } : {}),
+    }));
+  }
+
+  /** Forgets outbox entries once the log has stored them. */
+  deleteOutbox(ids: number[]): void {
+    this.transaction(() => {
+      for (const id of ids) this.deleteOutboxRow.run({ id });
+    });
+  }
+
+  /** Drops the outbox of one source partition: the changelog already has newer news. */
   deleteOutboxOf(owner: string, partition: number): void {
     this.db.delete(outbox).where(and(eq(outbox.owner, owner), eq(outbox.partition, partition))).run();
   }
 
-  rejectionsOf(owner: string): Rejection[] {
-    return this.db
-      .select()
-      .from(rejections)
-      .where(eq(rejections.owner, owner))
-      .all()
-      .map((r) => ({ position: { topic: r.topic, partition: r.partition, offset: r.offset }, key: r.key, code: r.code, detail: r.detail }));
+  /** Forgets everything `owner` holds (its table, applied ids, progress, outbox), to rebuild it. */
+  drop(owner: string): void {
+    this.transaction(() => {
+      for (const table of [tableRows, appliedEvents, progress, outbox]) this.db.delete(table).where(eq(table.owner, owner)).run();
+    });
   }
 
   close(): void {

@@ -1,7 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { thresholdActor, type ThresholdRule, type ThresholdState } from "../../actors/threshold.js";
-import type { DepositEvent } from "../../actors/types.js";
+import { isTerminal, type Decided, type DepositEvent, type FlagChange, type Outcome } from "../../actors/types.js";
+
+/** The decision of an outcome; a terminal refusal here is a failed test. */
+function decided(outcome: Outcome<ThresholdState, FlagChange>): Decided<ThresholdState, FlagChange> {
+  if (isTerminal(outcome)) throw new Error(`refused as terminal: ${outcome.terminal.code}`);
+  return outcome;
+}
 
 const T = 1_000_000n; // 10,000.00
 const W = 120_000;
@@ -26,7 +32,7 @@ function run(rule: ThresholdRule, events: Ev[]): { emitted: boolean[]; state: Th
   const emitted: boolean[] = [];
   events.forEach((e, i) => {
     const deposit: DepositEvent = { depositId: `d${i}`, walletId: "w", amountMinor: e.a, eventTimeMs: e.t };
-    const outcome = actor.handle(state, deposit);
+    const outcome = decided(actor.handle(state, deposit));
     state = outcome.state;
     emitted.push(outcome.emits.length > 0);
     for (const flag of outcome.emits) {
@@ -112,10 +118,11 @@ describe("threshold rule, worked examples", () => {
   test("out of order: a late deposit completes a window before the newest", () => {
     expect(flagged([{ t: at(200), a: 900_000n }, { t: at(100), a: 900_000n }])).toBe(true);
   });
-  test("refuses amounts the collector would refuse, without remembering them", () => {
+  test("refuses amounts the collector would refuse as terminal (a dead letter), without remembering them", () => {
     const actor = thresholdActor({ ...unbounded, depositAmountMaxMinor: 100n });
-    const outcome = actor.handle(actor.initial(), { depositId: "d", walletId: "w", amountMinor: 101n, eventTimeMs: 0 });
-    expect(outcome.rejection).toBe("amount_exceeds_max");
-    expect(outcome.state.entries).toEqual([]);
+    for (const [amountMinor, code] of [[101n, "amount_exceeds_max"], [0n, "amount_must_be_positive"], [-5n, "amount_must_be_positive"]] as const) {
+      const outcome = actor.handle(actor.initial(), { depositId: "d", walletId: "w", amountMinor, eventTimeMs: 0 });
+      expect(isTerminal(outcome) && outcome.terminal.code).toBe(code);
+    }
   });
 });

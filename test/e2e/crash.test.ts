@@ -28,7 +28,7 @@ type Dev = Awaited<ReturnType<typeof spawnDev>>;
 
 const WALLETS = Array.from({ length: 40 }, (_, i) => `crash-wallet-${i}`);
 const CONCURRENCY = 8;
-/** The test reads DATA_DIR/log.db and state.db, so it pins the embedded log even if BROKERS is set. */
+/** The test reads DATA_DIR/log.db, so it pins the embedded log even if BROKERS is set. */
 const EMBEDDED = { BROKERS: "" };
 const REQUEST_TIMEOUT_MS = 5_000;
 const RETRY_DEADLINE_MS = 15_000;
@@ -96,21 +96,20 @@ async function exitCode(proc: Bun.Subprocess, timeoutMs: number): Promise<number
 }
 
 /**
- * How far the balance processor is behind the log: deposits appended to
- * DATA_DIR/log.db but not yet committed as applied in DATA_DIR/state.db. Read-only
- * connections, so it can watch a running process (WAL readers never block it) and
- * read what a killed one left, before the restart.
+ * How far the balance processor is behind the log: deposits appended to the log but
+ * not yet committed as applied by the balance group, both in DATA_DIR/log.db (the
+ * embedded log keeps the groups' state in its own file). A read-only connection, so
+ * it can watch a running process (WAL readers never block it) and read what a killed
+ * one left, before the restart.
  */
 function lagProbe(dataDir: string): { read(): { logged: number; applied: number }; close(): void } {
   const log = new Database(join(dataDir, "log.db"), { readonly: true });
-  const state = new Database(join(dataDir, "state.db"), { readonly: true });
   const loggedQuery = log.query("SELECT COALESCE(SUM(next_offset), 0) AS n FROM partition_heads WHERE topic = 'deposits'");
-  const appliedQuery = state.query("SELECT COALESCE(SUM(next_offset), 0) AS n FROM progress WHERE owner = 'balance' AND topic = 'deposits'");
+  const appliedQuery = log.query("SELECT COALESCE(SUM(next_offset), 0) AS n FROM progress WHERE owner = 'balance' AND topic = 'deposits'");
   return {
     read: () => ({ logged: (loggedQuery.get() as { n: number }).n, applied: (appliedQuery.get() as { n: number }).n }),
     close() {
       log.close();
-      state.close();
     },
   };
 }

@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { connect } from "node:net";
 import { partitionForKey } from "../../src/log/murmur2.js";
 import { formatMinor } from "../../src/money.js";
-import { TOPICS } from "../../src/runtime/topology.js";
-import { backends, eventually, startDev } from "../support.js";
+import { decodeDeadLetter } from "../../src/runtime/dead-letter.js";
+import { deposits } from "../../src/topics/deposits.js";
+import { backends, eventually, readTopic, startDev } from "../support.js";
 
 // Generous limits: other work may share the machine. A passing run takes about 2 s.
 const CONVERGE_MS = 20_000;
@@ -20,6 +21,8 @@ interface CheckBody {
   deposit_count: number;
   rejected_deposit_count: number;
   flag: { reason: string; flagged_at: string | null } | null;
+  as_of: string;
+  stale: boolean;
 }
 
 interface Reply {
@@ -75,7 +78,7 @@ function untilCount(base: string, walletId: string, count: number): Promise<{ te
 }
 
 async function depositEndOffsets(dev: Dev): Promise<number[]> {
-  return dev.service.log.endOffsets(TOPICS.deposits);
+  return dev.log.endOffsets(deposits.name);
 }
 
 let barrierCount = 0;
@@ -88,7 +91,7 @@ let barrierCount = 0;
  * wallet shows as flagged, any flag caused by `walletId`'s earlier deposits is visible.
  */
 async function thresholdBarrier(dev: Dev, walletId: string): Promise<void> {
-  const partitions = await dev.service.log.partitionCount(TOPICS.deposits);
+  const partitions = await dev.log.partitionCount(deposits.name);
   const target = partitionForKey(walletId, partitions);
   let barrier: string;
   do barrier = `barrier-${++barrierCount}`;
@@ -151,7 +154,7 @@ for (const backend of await backends("HTTP API")) {
       expect(reply.json.deposit_id.length).toBeGreaterThan(0);
       expect(reply.json.wallet_id).toBe(SEED_WALLET);
       expect(reply.json.amount).toBe(2000);
-      expect(Number(reply.json.position.split(":")[0])).toBe(partitionForKey(SEED_WALLET, await dev.service.log.partitionCount(TOPICS.deposits)));
+      expect(Number(reply.json.position.split(":")[0])).toBe(partitionForKey(SEED_WALLET, await dev.log.partitionCount(deposits.name)));
 
       const state = await untilCount(dev.base, SEED_WALLET, 1);
       expect(state.text).toContain('"balance":2000,');
@@ -222,7 +225,11 @@ for (const backend of await backends("HTTP API")) {
         deposit_count: 0,
         rejected_deposit_count: 0,
         flag: null,
+        as_of: expect.any(String),
+        stale: false,
       });
+      // The views say how fresh they are: complete as of a moment ago.
+      expect(Date.now() - Date.parse(state.body.as_of)).toBeLessThan(CONVERGE_MS);
     });
 
     test("a wallet id of 128 characters is accepted and can be checked", async () => {
@@ -274,7 +281,7 @@ for (const backend of await backends("HTTP API")) {
         expect(state.body.rejected_deposit_count).toBe(0);
       });
 
-      test("the same key with a different amount: the first wins, recorded as a conflict, not a balance rejection", async () => {
+      test("the same key with a different amount: the first wins, the second is dead-lettered as a conflict, not a balance rejection", async () => {
         const wallet = "idem-conflict";
         const first = await accepted(dev.base, { wallet_id: wallet, amount: "5" }, { "idempotency-key": "idem-key-2" });
         const second = await accepted(dev.base, { wallet_id: wallet, amount: "7" }, { "idempotency-key": "idem-key-2" });
@@ -284,8 +291,14 @@ for (const backend of await backends("HTTP API")) {
         const state = await untilCount(dev.base, wallet, 2);
         expect(state.body.balance).toBe(6);
         expect(state.body.rejected_deposit_count).toBe(0);
-        const conflicts = dev.service.store.rejectionsOf("balance").filter((r) => r.key === wallet);
-        expect(conflicts.map((r) => r.code)).toEqual(["deposit_id_reused_with_different_amount"]);
+        // Each group that reads deposits refuses it on its own.
+        await eventually(async () => {
+          const letters = (await readTopic(dev.log, "deposits.dlq")).map((r) => decodeDeadLetter(r.value)).filter((l) => l.key === wallet);
+          expect(letters.map((l) => [l.group, l.reasonCode]).sort()).toEqual([
+            ["balance", "deposit_id_reused_with_different_amount"],
+            ["threshold", "deposit_id_reused_with_different_amount"],
+          ]);
+        }, CONVERGE_MS);
       });
 
       test("the same key on another wallet is another deposit", async () => {

@@ -1,23 +1,32 @@
 // Edge cases of the HTTP layer that need a log in a particular state: one that
 // refuses writes, checked in process with app.request as Hono's own tests do.
 import { describe, expect, test } from "bun:test";
+import { GROUPS } from "../../src/groups/index.js";
 import { createApp } from "../../src/http/app.js";
-import type { Log } from "../../src/log/log.js";
 import { EmbeddedLog } from "../../src/log/embedded.js";
-import { topicSpecs } from "../../src/runtime/topology.js";
+import { LogGuard } from "../../src/log/guard.js";
+import { Emitter } from "../../src/runtime/emitter.js";
+import { topicSpecs } from "../../src/runtime/group.js";
+import { deposits } from "../../src/topics/deposits.js";
 
-const noViews = { get: () => undefined, caughtUp: () => true, waitFor: async () => true };
+const noViews = { get: () => undefined, status: () => ({ caughtUp: true, asOfMs: Date.now() }), waitFor: async () => true, start() {}, async stop() {} };
+
+function appOn(log: EmbeddedLog, depositAmountMaxMinor: bigint) {
+  const guard = new LogGuard(log);
+  return createApp({ deposits: new Emitter(guard, deposits), health: guard, balances: noViews, flags: noViews, depositAmountMaxMinor });
+}
 
 describe("when the log refuses a write", () => {
   test("POST /deposit answers 503 log_unavailable with the deposit id to retry with", async () => {
     // A real embedded log, closed: every produce fails as it would when the file or
     // the broker is gone.
     const log = new EmbeddedLog(":memory:", { pollMs: 10 });
-    await log.ensureTopics(topicSpecs(12));
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
     await log.close();
-    const app = createApp({ log: log as Log, balances: noViews, flags: noViews, depositAmountMaxMinor: 10_000n });
+    const app = appOn(log, 10_000n);
     const res = await app.request("/deposit", { method: "POST", body: '{"wallet_id":"w","amount":"5"}' });
     expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
     const body = (await res.json()) as { error: { code: string; message: string; deposit_id: string } };
     expect(body.error.code).toBe("log_unavailable");
     expect(body.error.deposit_id).toMatch(/^[0-9a-f-]{36}$/);
@@ -30,7 +39,7 @@ describe("when the log refuses a write", () => {
 
 describe("money is judged by the digits sent", () => {
   const log = new EmbeddedLog(":memory:", { pollMs: 10 });
-  const app = createApp({ log, balances: noViews, flags: noViews, depositAmountMaxMinor: 100_000_000_000n });
+  const app = appOn(log, 100_000_000_000n);
 
   test.each([
     ['{"wallet_id":"w","amount":20.499999999999999}', 400, "amount_has_too_many_decimals"],
@@ -38,14 +47,14 @@ describe("money is judged by the digits sent", () => {
     ['{"wallet_id":"w","amount":-0}', 400, "amount_must_be_positive"],
     ['{"wallet_id":"w","amount":1e309}', 400, "amount_must_be_finite"],
   ])("%s -> %d %s", async (body, status, code) => {
-    await log.ensureTopics(topicSpecs(12));
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
     const res = await app.request("/deposit", { method: "POST", body });
     expect(res.status).toBe(status);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
   });
 
   test("an exponent is read as the number it is: 1e2 is 100", async () => {
-    await log.ensureTopics(topicSpecs(12));
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
     const res = await app.request("/deposit", { method: "POST", body: '{"wallet_id":"w","amount":1e2}' });
     expect(res.status).toBe(202);
     expect(await res.text()).toContain('"amount":100,');

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { partitionForKey } from "../../src/log/murmur2.js";
-import { depositCodec } from "../../src/runtime/codecs.js";
+import { deposits } from "../../src/topics/deposits.js";
 import { kafkaOrSkip, uniquePrefix } from "../kafka-broker.js";
 import { eventually, REPO_DIR, spawnDev, tempDataDir } from "../support.js";
 
@@ -75,14 +75,14 @@ if (brokers) {
       // Ready means the topics exist (auto-creation is off on the test broker) and the views caught up.
       await eventually(async () => expect((await fetch(`${dev.base}/ready`)).status).toBe(200), 30_000, 100);
 
-      const seedValue = depositCodec.encode({ depositId: "ext-1", walletId: SEED_WALLET, amountMinor: 123_456n, eventTimeMs: Date.now() });
+      const seedValue = deposits.codec.encode({ depositId: "ext-1", walletId: SEED_WALLET, amountMinor: 123_456n, eventTimeMs: Date.now() });
       const seed = await javaProduce(topic, SEED_WALLET, seedValue);
       expect(seed.partition).toBe(partitionForKey(SEED_WALLET, PARTITIONS));
       await expectBalance(dev.base, SEED_WALLET, "1234.56", 1);
 
       const observed: Record<string, number> = { [SEED_WALLET]: seed.partition };
       for (const [i, w] of OTHERS.entries()) {
-        const value = depositCodec.encode({ depositId: `ext-${w.wallet.length}-${i}`, walletId: w.wallet, amountMinor: w.minor, eventTimeMs: Date.now() });
+        const value = deposits.codec.encode({ depositId: `ext-${w.wallet.length}-${i}`, walletId: w.wallet, amountMinor: w.minor, eventTimeMs: Date.now() });
         const at = await javaProduce(topic, w.wallet, value);
         observed[w.wallet] = at.partition;
         expect({ wallet: w.wallet, partition: at.partition }).toEqual({ wallet: w.wallet, partition: partitionForKey(w.wallet, PARTITIONS) });
@@ -92,7 +92,7 @@ if (brokers) {
 
       // A producer unsure whether its write landed sends the same deposit again: same
       // id, same amount (a fresh event time, as a naive retry would stamp). It must not count.
-      const retry = await javaProduce(topic, SEED_WALLET, depositCodec.encode({ depositId: "ext-1", walletId: SEED_WALLET, amountMinor: 123_456n, eventTimeMs: Date.now() }));
+      const retry = await javaProduce(topic, SEED_WALLET, deposits.codec.encode({ depositId: "ext-1", walletId: SEED_WALLET, amountMinor: 123_456n, eventTimeMs: Date.now() }));
       expect(retry.partition).toBe(seed.partition);
       expect(retry.offset).toBeGreaterThan(seed.offset);
 

@@ -181,10 +181,9 @@ export const FlaggerTableValueSchema: GenMessage<FlaggerTableValue> = /*@__PURE_
   messageDesc(file_depositaja_v1_tables, 3);
 
 /**
- * An event a group has applied, on the compacted topic `<group>-applied`, keyed by
- * the JSON array [wallet_id, event_id]. An instance that takes over a partition
- * restores these with the table, so an event id applied elsewhere is still applied
- * once.
+ * An event a group has applied to one wallet. Batches of them travel in the group's
+ * changelog (see ChangelogRecord); an instance that takes over a partition restores
+ * them with the table, so an event id applied elsewhere is still applied once.
  *
  * @generated from message depositaja.v1.AppliedEvent
  */

@@ -4,20 +4,14 @@ CREATE TABLE `applied_events` (
 	`event_id` text NOT NULL,
 	`fingerprint` text NOT NULL,
 	`outcome` text NOT NULL,
-	`topic` text NOT NULL,
-	`partition` integer NOT NULL,
-	`offset` integer NOT NULL,
 	PRIMARY KEY(`owner`, `key`, `event_id`)
 );
 --> statement-breakpoint
 CREATE TABLE `outbox` (
 	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
 	`owner` text NOT NULL,
-	`topic` text NOT NULL,
-	`partition` integer,
-	`key` text NOT NULL,
-	`value` blob NOT NULL,
-	`headers` text
+	`partition` integer NOT NULL,
+	`records` blob NOT NULL
 );
 --> statement-breakpoint
 CREATE TABLE `progress` (
@@ -26,17 +20,6 @@ CREATE TABLE `progress` (
 	`partition` integer NOT NULL,
 	`next_offset` integer NOT NULL,
 	PRIMARY KEY(`owner`, `topic`, `partition`)
-);
---> statement-breakpoint
-CREATE TABLE `rejections` (
-	`owner` text NOT NULL,
-	`topic` text NOT NULL,
-	`partition` integer NOT NULL,
-	`offset` integer NOT NULL,
-	`key` text NOT NULL,
-	`code` text NOT NULL,
-	`detail` text NOT NULL,
-	PRIMARY KEY(`owner`, `topic`, `partition`, `offset`)
 );
 --> statement-breakpoint
 CREATE TABLE `table_rows` (

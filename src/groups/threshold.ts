@@ -1,0 +1,44 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { thresholdActor, type ThresholdState } from "../../actors/threshold.js";
+import type { DepositEvent, FlagChange } from "../../actors/types.js";
+import { ThresholdTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
+import { decoding, toMs } from "../runtime/codec.js";
+import { defineGroup, on, to } from "../runtime/group.js";
+import { deposits } from "../topics/deposits.js";
+import { flags } from "../topics/flags.js";
+import { optionalMs, optionalTimestamp } from "./time.js";
+
+/** The detector: flags a wallet whose deposits in one sliding window pass the threshold. */
+export const threshold = defineGroup<ThresholdState, DepositEvent, FlagChange>({
+  name: "threshold",
+  description: "the detector: flags wallets with more than the threshold deposited within one window",
+  aliases: ["detector"],
+  inputs: [on(deposits, (d) => d)],
+  table: {
+    schema: ThresholdTableValueSchema,
+    codec: {
+      encode: (s) =>
+        toBinary(ThresholdTableValueSchema, create(ThresholdTableValueSchema, {
+          entries: s.entries.map((e) => ({ eventTime: timestampFromMs(e.timeMs), amountMinor: e.amountMinor })),
+          newestEventTime: optionalTimestamp(s.newestTimeMs),
+          firstBreachTime: optionalTimestamp(s.firstBreachTimeMs),
+          evictedCount: BigInt(s.evictedCount),
+        })),
+      decode: (bytes) =>
+        decoding(() => {
+          const m = fromBinary(ThresholdTableValueSchema, bytes);
+          return {
+            entries: m.entries.map((e) => ({ timeMs: toMs(e.eventTime, "event_time"), amountMinor: e.amountMinor })),
+            newestTimeMs: optionalMs(m.newestEventTime),
+            firstBreachTimeMs: optionalMs(m.firstBreachTime),
+            evictedCount: Number(m.evictedCount),
+          };
+        }),
+    },
+  },
+  emits: [flags],
+  view: false,
+  actor: (config) => thresholdActor({ ...config.threshold, depositAmountMaxMinor: config.depositAmountMaxMinor }),
+  emit: (flag) => to(flags, flag),
+});

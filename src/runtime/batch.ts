@@ -1,0 +1,181 @@
+import { isTerminal, type Actor, type Decided } from "../../actors/types.js";
+import type { LogRecord, ProduceRecord, RecordPosition, TopicPartition } from "../log/log.js";
+import { partitionForKey } from "../log/murmur2.js";
+import type { AppliedId, TableRow } from "../store/state-store.js";
+import { batchRecord, rowRecord, versionOf, type AppliedEvent, type Through } from "./changelog.js";
+import { DecodeError } from "./codec.js";
+import { deadLetterRecord } from "./dead-letter.js";
+import { AssertionError, assert, type DeadLetterReason } from "./errors.js";
+import type { AnyGroup, Input } from "./group.js";
+
+export const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
+
+/** What a batch needs to read while it is built: the state it starts from. */
+export interface BatchReads {
+  /** A wallet's state, or the actor's initial state if it has none. */
+  state(walletId: string): unknown;
+  /** The fingerprint an id was applied with before, if it was. */
+  appliedFingerprint(walletId: string, eventId: string): string | undefined;
+  /** The next offset to apply, per assigned input partition. */
+  position(tp: TopicPartition): number;
+}
+
+/** A processed batch, ready to commit: state changes, progress and output. */
+export interface Batch {
+  /** Input progress the batch starts from and ends at, per input partition it read. */
+  from: RecordPosition[];
+  to: RecordPosition[];
+  /** The final state of each wallet the batch changed, decoded and encoded. */
+  states: Map<string, { state: unknown; partition: number }>;
+  rows: TableRow[];
+  applied: AppliedId[];
+  /** What to append to the log, by the input partition whose records produced it. */
+  output: Map<number, ProduceRecord[]>;
+  /** Records read, repeats and dead letters included. */
+  recordCount: number;
+}
+
+interface WalletChange {
+  state: unknown;
+  partition: number;
+}
+
+/**
+ * Runs a group's actor over a batch of records, in memory: nothing is written here.
+ * Each record is admitted (decoded, in its wallet's partition, not a repeat), then
+ * decided by the actor, and its outcome collected; at the end the changes are encoded
+ * as rows, changelog records and progress. A record that cannot be admitted or that
+ * the actor refuses as terminal becomes a dead letter in the batch's output.
+ */
+export class BatchBuilder {
+  private readonly inputs: Map<string, Input<unknown>>;
+  private readonly emitTopics: Set<string>;
+  private readonly next = new Map<string, RecordPosition>();
+  private readonly changes = new Map<string, WalletChange>();
+  private readonly seen = new Map<string, string>();
+  private readonly applied = new Map<number, AppliedEvent[]>();
+  private readonly output = new Map<number, ProduceRecord[]>();
+  private recordCount = 0;
+
+  constructor(
+    private readonly group: AnyGroup,
+    private readonly actor: Actor<unknown, unknown, unknown>,
+    private readonly partitions: number,
+    private readonly reads: BatchReads,
+  ) {
+    this.inputs = new Map(group.inputs.map((input) => [input.topic.name, input]));
+    this.emitTopics = new Set(group.emits.map((topic) => topic.name));
+  }
+
+  add(record: LogRecord): void {
+    const key = tpKey(record);
+    const position = this.next.get(key)?.offset ?? this.reads.position(record);
+    if (record.offset < position) return; // applied before: a redelivery
+    this.next.set(key, { topic: record.topic, partition: record.partition, offset: record.offset + 1 });
+    this.recordCount++;
+    const admitted = this.admit(record);
+    if ("code" in admitted) return this.deadLetter(record, admitted);
+    if (admitted.repeat) return;
+    const decision = this.decide(record, admitted.event);
+    if ("code" in decision) return this.deadLetter(record, decision);
+    this.changes.set(record.key, { state: decision.state, partition: record.partition });
+    this.seen.set(`${record.key}\u0000${admitted.id}`, admitted.fingerprint);
+    this.list(this.applied, record.partition).push({
+      walletId: record.key, eventId: admitted.id, fingerprint: admitted.fingerprint, outcome: decision.rejection ?? "applied",
+    });
+    for (const out of decision.emits) this.list(this.output, record.partition).push(this.route(out));
+  }
+
+  /** Decodes a record and checks it belongs where it is and has not been applied yet. */
+  private admit(record: LogRecord): DeadLetterReason | { event: unknown; id: string; fingerprint: string; repeat: boolean } {
+    const input = this.inputs.get(record.topic);
+    assert(input, `group ${this.group.name} polled ${record.topic}, which is not one of its inputs`);
+    let value: unknown;
+    try {
+      value = input.topic.codec.decode(record.value);
+    } catch (error) {
+      if (error instanceof DecodeError) return { code: error.code, message: error.message };
+      throw error;
+    }
+    if (input.topic.key(value) !== record.key) {
+      return { code: "key_does_not_match_wallet", message: "the record key must be the event's wallet id, or the wallet's events would be split across partitions" };
+    }
+    const home = partitionForKey(record.key, this.partitions);
+    if (home !== record.partition) {
+      return { code: "wrong_partition", message: `wallet ${record.key} belongs in partition ${home} (Kafka's murmur2); a producer with another partitioner split it` };
+    }
+    const { id, fingerprint } = input.topic.identity(value);
+    const prior = this.seen.get(`${record.key}\u0000${id}`) ?? this.reads.appliedFingerprint(record.key, id);
+    if (prior !== undefined && prior !== fingerprint) {
+      return { code: input.topic.conflictCode, message: `event id ${id} was applied before with ${prior}, now ${fingerprint}` };
+    }
+    return { event: input.event(value), id, fingerprint, repeat: prior !== undefined };
+  }
+
+  /**
+   * Hands the event to the actor. An actor that throws anything but a broken
+   * invariant is refusing this record, not failing the process: it is dead-lettered
+   * like a terminal refusal, and its partition goes on.
+   */
+  private decide(record: LogRecord, event: unknown): DeadLetterReason | Decided<unknown, unknown> {
+    const state = this.changes.get(record.key)?.state ?? this.reads.state(record.key);
+    let outcome;
+    try {
+      outcome = this.actor.handle(state, event);
+    } catch (error) {
+      if (error instanceof AssertionError) throw error;
+      return { code: "actor_failed", message: `${this.group.name} failed on this record: ${(error as Error)?.message ?? String(error)}` };
+    }
+    return isTerminal(outcome) ? outcome.terminal : outcome;
+  }
+
+  /** An emit goes to its key's partition (murmur2), whichever wallet it is for. */
+  private route(out: unknown): ProduceRecord {
+    const emission = this.group.emit(out);
+    assert(this.emitTopics.has(emission.topic.name), `group ${this.group.name} emitted to ${emission.topic.name}, which it does not declare`);
+    const key = emission.topic.key(emission.value);
+    return { topic: emission.topic.name, key, partition: partitionForKey(key, this.partitions), value: emission.topic.codec.encode(emission.value) };
+  }
+
+  private deadLetter(record: LogRecord, reason: DeadLetterReason): void {
+    this.list(this.output, record.partition).push(deadLetterRecord(this.group.name, record, reason));
+  }
+
+  private list<T>(map: Map<number, T[]>, partition: number): T[] {
+    let list = map.get(partition);
+    if (!list) map.set(partition, (list = []));
+    return list;
+  }
+
+  /**
+   * The batch as it will be committed. Per input partition it read: the output of its
+   * records, then the changelog rows of the wallets it changed, then one batch record
+   * with the ids it applied and the progress it reached (after the rows, so a reader
+   * that has seen the progress has seen the rows).
+   */
+  finish(): Batch {
+    const partitions = new Set([...this.next.values()].map((p) => p.partition));
+    const inputTopics = this.group.inputs.map((i) => i.topic.name);
+    const throughOf = (partition: number, positions: (tp: TopicPartition) => number): Through =>
+      new Map(inputTopics.map((topic) => [topic, positions({ topic, partition })]));
+    const before = (tp: TopicPartition) => this.reads.position(tp);
+    const after = (tp: TopicPartition) => this.next.get(tpKey(tp))?.offset ?? this.reads.position(tp);
+    const rows: TableRow[] = [];
+    for (const partition of partitions) {
+      const version = versionOf(throughOf(partition, after));
+      const out = this.list(this.output, partition);
+      for (const [walletId, change] of this.changes) {
+        if (change.partition !== partition) continue;
+        const value = this.group.table.codec.encode(change.state);
+        rows.push({ key: walletId, value, version });
+        const row = rowRecord(walletId, value, version);
+        out.push({ topic: this.group.changelog, partition, ...row });
+      }
+      const closing = batchRecord(throughOf(partition, before), throughOf(partition, after), this.applied.get(partition) ?? []);
+      out.push({ topic: this.group.changelog, partition, ...closing });
+    }
+    const from = [...this.next.values()].map((p) => ({ ...p, offset: this.reads.position(p) }));
+    const applied = [...this.applied.values()].flat().map((a) => ({ key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome }));
+    return { from, to: [...this.next.values()], states: this.changes, rows, applied, output: this.output, recordCount: this.recordCount };
+  }
+}

@@ -1,0 +1,70 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ChangelogRecordSchema } from "../gen/depositaja/v1/runtime_pb.js";
+import { decoding, DecodeError } from "./codec.js";
+
+/**
+ * The record format of a group's changelog `<group>-table`, encoded and decoded here
+ * and nowhere else: the processor writes it, views and restore read it, `inspect`
+ * prints it. See ChangelogRecord in proto/depositaja/v1/runtime.proto.
+ */
+
+/** How far a group has applied its inputs in one partition: next offset per input topic. */
+export type Through = ReadonlyMap<string, number>;
+
+/** An event a group applied to one wallet. */
+export interface AppliedEvent {
+  walletId: string;
+  eventId: string;
+  fingerprint: string;
+  /** "applied", or the code of the business rule that refused it. */
+  outcome: string;
+}
+
+export type ChangelogEntry =
+  | { kind: "row"; walletId: string; value: Uint8Array; version: number }
+  | { kind: "batch"; events: AppliedEvent[]; through: Through; version: number };
+
+/** A changelog record before it is written: its key and value. */
+export interface ChangelogWrite {
+  key: string;
+  value: Uint8Array;
+}
+
+/** A value's version: the sum of the input offsets, which only grows within a partition. */
+export function versionOf(through: Through): number {
+  let sum = 0;
+  for (const offset of through.values()) sum += offset;
+  return sum;
+}
+
+const BATCH_KEY_PREFIX = "\u0000batch:";
+const vector = (through: Through) => [...through].sort(([a], [b]) => (a < b ? -1 : 1)).map(([t, o]) => `${t}@${o}`).join(",");
+
+/** The record of a wallet's new table value. */
+export function rowRecord(walletId: string, value: Uint8Array, version: number): ChangelogWrite {
+  return { key: walletId, value: toBinary(ChangelogRecordSchema, create(ChangelogRecordSchema, { change: { case: "row", value }, version: BigInt(version) })) };
+}
+
+/** The record that closes a batch in one partition: the ids it applied, and its progress. */
+export function batchRecord(from: Through, to: Through, events: AppliedEvent[]): ChangelogWrite {
+  const value = create(ChangelogRecordSchema, {
+    change: { case: "batch", value: { events } },
+    through: Object.fromEntries([...to].map(([topic, offset]) => [topic, BigInt(offset)])),
+    version: BigInt(versionOf(to)),
+  });
+  return { key: `${BATCH_KEY_PREFIX}${vector(from)}/${vector(to)}`, value: toBinary(ChangelogRecordSchema, value) };
+}
+
+/** Decodes a changelog record; throws DecodeError for one that is not. */
+export function decodeChangelog(key: string, bytes: Uint8Array): ChangelogEntry {
+  return decoding(() => {
+    const m = fromBinary(ChangelogRecordSchema, bytes);
+    const version = Number(m.version);
+    if (m.change.case === "row") return { kind: "row", walletId: key, value: m.change.value, version };
+    if (m.change.case === "batch") {
+      const through = new Map(Object.entries(m.through).map(([topic, offset]) => [topic, Number(offset)]));
+      return { kind: "batch", events: m.change.value.events.map(({ walletId, eventId, fingerprint, outcome }) => ({ walletId, eventId, fingerprint, outcome })), through, version };
+    }
+    throw new DecodeError("changelog_record_is_empty", "a changelog record must hold a row or a batch");
+  });
+}
