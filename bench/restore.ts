@@ -1,91 +1,67 @@
-// `npm run bench:restore`: rebalance-and-restore time on Kafka for WALLETS wallets
-// (default 100,000). Uses BROKERS, or starts scripts/kafka.sh. Prints:
-// - how long two processor instances take to apply one deposit per wallet;
+// `npm run bench:restore`: rebalance and restore on Kafka for WALLETS wallets (default
+// 100,000), one deposit each, measured from outside as bench/run.ts measures (its
+// CLIs, its HTTP API, its log lines; BENCH_REPO works here too). Uses BROKERS, or
+// starts scripts/kafka.sh. Prints:
+// - how long two processor instances take to apply the deposits;
 // - how long after a SIGKILL of one of them the survivor has restored the victim's
 //   partitions from the changelogs (failure detection, rebalance and restore);
 // - how long a new instance with an empty DATA_DIR takes to restore every partition
 //   of every group from the changelogs alone.
-import { DEFAULT_KAFKA_OPTIONS, KafkaLog } from "../src/log/kafka.js";
-import { depositCodec } from "../src/runtime/codecs.js";
-import { GROUP_NAMES, TOPICS, topicSpecs } from "../src/runtime/topology.js";
-import { kafkaBrokers, uniquePrefix } from "../test/kafka-broker.js";
-import { heldPartitions, spawnProcessor } from "../test/support.js";
+import { tempDirs } from "./context.js";
+import { kafkaBroker } from "./kafka.js";
+import { until, type Child } from "./proc.js";
+import { groups, heldPartitions, partitions, restoredFrom, startProcessor, startServer, type LogTarget } from "./product.js";
+import { awaitSentinels } from "./sentinels.js";
+import { timeFreshRestore, writeOnePerWallet } from "./suites/restore.js";
 
-const WALLETS = Number(process.env.WALLETS ?? "100000");
-const brokers = await kafkaBrokers();
-if (!brokers) throw new Error("no Kafka broker: set BROKERS, or install Java and Maven for scripts/kafka.sh");
-const env = { BROKERS: brokers, TOPIC_PREFIX: uniquePrefix("restore") };
+const wallets = Number(process.env.WALLETS ?? "100000");
+/** Failure detection (the product's 6 s session timeout), rebalance and restore; this only bounds a hang. */
+const takeoverTimeoutMs = 10 * 60_000;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const count = (n: number) => n.toLocaleString("en-US");
 
+/** Kills `victim` and times until `survivor` holds every partition again; returns the records it restored meanwhile. */
+async function killAndTakeOver(victim: Child, survivor: Child): Promise<{ ms: number; records: number }> {
+  await until("the two instances to split the partitions", () => groups.every((g) => heldPartitions(survivor.output(), g).size < partitions && heldPartitions(victim.output(), g).size > 0), [victim, survivor], takeoverTimeoutMs);
+  const before = survivor.output().length;
+  const killedAt = performance.now();
+  await victim.kill();
+  await until("the survivor to restore the victim's partitions", () => groups.every((g) => heldPartitions(survivor.output(), g).size === partitions), [survivor], takeoverTimeoutMs);
+  return { ms: performance.now() - killedAt, records: restoredFrom(survivor.output().slice(before)).records };
+}
 
-const startProcessor = () => spawnProcessor(env);
+async function measure(target: LogTarget, tempDir: (label: string) => string): Promise<void> {
+  const apiDir = tempDir("restore-api");
+  const produceStart = performance.now();
+  const sentinels = await writeOnePerWallet(target, apiDir, wallets, `restore-${Date.now().toString(36)}`);
+  console.log(`restore bench: ${count(wallets)} wallets, one deposit each, produced in ${seconds(performance.now() - produceStart)}`);
 
-/** Partitions restored so far, per group, and the changelog records read. */
-function restores(output: string): { partitions: Map<string, Set<number>>; records: number } {
-  const partitions = new Map<string, Set<number>>(GROUP_NAMES.map((g) => [g, new Set<number>()]));
-  let records = 0;
-  for (const m of output.matchAll(/\[(\w+)\] restored partitions ([\d,]+) from (\d+) changelog records/g)) {
-    for (const p of m[2]!.split(",")) partitions.get(m[1]!)?.add(Number(p));
-    records += Number(m[3]);
+  // Two instances with empty DATA_DIRs share the work; an api reads the sentinels back.
+  const api = await startServer("api", target, apiDir);
+  const applyStart = performance.now();
+  const victim = startProcessor(target, tempDir("victim"));
+  const survivor = startProcessor(target, tempDir("survivor"));
+  try {
+    await awaitSentinels(api.base, sentinels, [api, victim, survivor]);
+    console.log(`two instances applied them (three groups each) in ${seconds(performance.now() - applyStart)}`);
+    await api.stop();
+    const takeover = await killAndTakeOver(victim, survivor);
+    console.log(`after a SIGKILL of one of two instances, the survivor had restored the victim's partitions (${count(takeover.records)} changelog records) ${seconds(takeover.ms)} later, failure detection within the session timeout included`);
+  } finally {
+    await Promise.all([api.stop(), victim.stop(), survivor.stop()]);
   }
-  return { partitions, records };
+
+  // A new instance with an empty DATA_DIR, alone: everything from the changelogs.
+  const fresh = await timeFreshRestore(target, tempDir("fresh"));
+  console.log(`a new instance with an empty DATA_DIR restored all ${partitions} partitions of ${groups.length} groups (${count(fresh.records)} changelog records) ${seconds(fresh.seconds * 1000)} after it started`);
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 600_000): Promise<number> {
-  const start = performance.now();
-  while (!(await check())) {
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-  return performance.now() - start;
+const broker = await kafkaBroker();
+if (!("brokers" in broker)) throw new Error(`no Kafka broker: ${broker.missing}`);
+const dirs = tempDirs();
+try {
+  await measure({ brokers: broker.brokers, topicPrefix: `bench-restore-${Date.now().toString(36)}.` }, dirs.make);
+} finally {
+  dirs.removeAll();
+  await broker.stop();
 }
-
-const log = new KafkaLog({ ...DEFAULT_KAFKA_OPTIONS, brokers: brokers.split(","), topicPrefix: env.TOPIC_PREFIX, produceBatchRecordsMax: 5_000 });
-await log.ensureTopics(topicSpecs(12));
-const produceStart = performance.now();
-for (let from = 0; from < WALLETS; from += 5_000) {
-  await Promise.all(Array.from({ length: Math.min(5_000, WALLETS - from) }, (_, i) => {
-    const walletId = `wallet-${from + i}`;
-    const value = depositCodec.encode({ depositId: `d-${from + i}`, walletId, amountMinor: 1_234n, eventTimeMs: Date.now() });
-    return log.produce([{ topic: TOPICS.deposits, key: walletId, value }]);
-  }));
-}
-console.log(`restore bench: ${WALLETS.toLocaleString("en-US")} wallets, one deposit each, produced in ${seconds(performance.now() - produceStart)}`);
-
-const total = async (topic: string) => (await log.endOffsets(topic)).reduce((a, b) => a + b, 0);
-const lines = (output: string, group: string) =>
-  [...output.matchAll(new RegExp(`\\[${group}\\] restored partitions ([\\d,]+) from (\\d+) changelog records`, "g"))].map((m) => ({ partitions: m[1]!.split(",").map(Number), records: Number(m[2]) }));
-
-// Two instances with empty DATA_DIRs share the work.
-const victim = startProcessor();
-const survivor = startProcessor();
-// Each deposit leaves two changelog records per group: its applied id and its row.
-const applyMs = await until("two instances to apply every deposit", async () => (await total(TOPICS.table("balance"))) >= 2 * WALLETS && (await total(TOPICS.table("threshold"))) >= 2 * WALLETS);
-console.log(`two instances applied them (three groups each) in ${seconds(applyMs)}`);
-
-// SIGKILL one: the survivor must restore the victim's partitions from the changelogs.
-const held = heldPartitions;
-await until("the two instances to split the partitions", () => GROUP_NAMES.every((g) => held(survivor.output(), g).size < 12 && held(victim.output(), g).size > 0));
-const seenBefore = new Map(GROUP_NAMES.map((g) => [g, lines(survivor.output(), g).length]));
-const heldBySurvivor = new Map(GROUP_NAMES.map((g) => [g, held(survivor.output(), g)]));
-const killedAt = performance.now();
-victim.proc.kill("SIGKILL");
-await victim.proc.exited;
-const takenOver = () => GROUP_NAMES.map((g) => lines(survivor.output(), g).slice(seenBefore.get(g)!));
-await until("the survivor to restore the victim's partitions", () =>
-  GROUP_NAMES.every((g, i) => new Set([...heldBySurvivor.get(g)!, ...takenOver()[i]!.flatMap((l) => l.partitions)]).size === 12));
-const restoredRecords = takenOver().flat().reduce((sum, l) => sum + l.records, 0);
-console.log(`after a SIGKILL of one of two instances, the survivor had restored the victim's partitions (${restoredRecords.toLocaleString("en-US")} changelog records) ${seconds(performance.now() - killedAt)} later, failure detection within the ${DEFAULT_KAFKA_OPTIONS.sessionTimeoutMs / 1000} s session timeout included`);
-
-// A new instance with an empty DATA_DIR, alone: everything from the changelogs.
-survivor.proc.kill("SIGTERM");
-await survivor.proc.exited;
-const fresh = startProcessor();
-const freshMs = await until("the fresh instance to restore all partitions", () => GROUP_NAMES.every((g) => new Set(lines(fresh.output(), g).flatMap((l) => l.partitions)).size === 12));
-const freshRecords = GROUP_NAMES.flatMap((g) => lines(fresh.output(), g)).reduce((sum, l) => sum + l.records, 0);
-console.log(`a new instance with an empty DATA_DIR restored all 12 partitions of ${GROUP_NAMES.length} groups (${freshRecords.toLocaleString("en-US")} changelog records) ${seconds(freshMs)} after it started`);
-
-fresh.proc.kill("SIGTERM");
-await fresh.proc.exited;
-for (const i of [victim, survivor, fresh]) i.cleanup();
-await log.close();

@@ -1,97 +1,158 @@
-// `bun run bench`: measures the embedded log's group commit, the deposit path end to
-// end, and the detector, and prints ratios measured in this one run (machines are
-// noisy; compare numbers from the same run only). Sizes scale with BENCH_SCALE.
-import { thresholdActor } from "../actors/threshold.js";
-import type { DepositEvent } from "../actors/types.js";
-import { EmbeddedLog } from "../src/log/embedded.js";
-import { spawnDev, tempDataDir } from "../test/support.js";
+// `bun run bench`: measures Depositaja from outside (its CLIs and HTTP API), each
+// figure against a ceiling measured in the same run, prints a table, and writes
+// bench/results/<date>.json, docs/BENCHMARKS.md and docs/benchmarks.svg.
+//
+//   bun run bench                  the full run (minutes); exits 3 if a target is missed
+//   bun run bench --quick          tiny sizes, no targets judged, outputs under .tmp/bench/ (for CI)
+//   bun run bench --only a,b       some suites only; outputs under .tmp/bench/
+//   BENCH_REPO=<dir> bun run bench measures the product in another checkout
+//
+// Any failure (a process that does not start, an unexpected status) exits 1.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { parseArgs } from "node:util";
+import { Ceilings } from "./ceiling.js";
+import { tempDirs, type Context } from "./context.js";
+import { generator } from "./http-load.js";
+import { kafkaBroker, type Broker } from "./kafka.js";
+import { gitCommit, machine } from "./machine.js";
+import { pinning } from "./proc.js";
+import { productRepo } from "./product.js";
+import { consoleTable, markdown, ratioChart } from "./report.js";
+import { judge, type Report, type Row } from "./result.js";
+import { fullSizes, quickSizes } from "./sizes.js";
+import { freshness } from "./suites/freshness.js";
+import { ingest, ingestKafka } from "./suites/ingest.js";
+import { processing, processingKafka } from "./suites/processing.js";
+import { restore } from "./suites/restore.js";
 
-const SCALE = Number(process.env.BENCH_SCALE ?? "1");
-const fmt = (n: number) => n.toLocaleString("en-US", { maximumFractionDigits: 0 });
-const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
-
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const start = performance.now();
-  const result = await fn();
-  return [result, performance.now() - start];
+interface Suite {
+  name: string;
+  kafka: boolean;
+  run(ctx: Context): Promise<Row[]>;
 }
 
-async function groupCommit(): Promise<void> {
-  const n = 2_000 * SCALE;
-  const data = tempDataDir();
-  const log = EmbeddedLog.open(data.dir, { pollMs: 50 });
-  await log.ensureTopics([{ name: "t", partitions: 12 }]);
-  const value = new Uint8Array(64);
-  const [, oneByOne] = await timed(async () => {
-    for (let i = 0; i < n; i++) await log.produce([{ topic: "t", key: `w${i % 1000}`, value }]);
-  });
-  const [, concurrent] = await timed(() => Promise.all(Array.from({ length: n }, (_, i) => log.produce([{ topic: "t", key: `w${i % 1000}`, value }]))));
-  await log.close();
-  data.cleanup();
-  console.log(`log: ${fmt(n)} durable appends, awaited one by one: ${fmt((n / oneByOne) * 1000)}/s; concurrent (group commit): ${fmt((n / concurrent) * 1000)}/s; ratio ${(oneByOne / concurrent).toFixed(1)}x`);
+const suites: Suite[] = [
+  { name: "ingest", kafka: false, run: ingest },
+  { name: "ingest-kafka", kafka: true, run: ingestKafka },
+  { name: "processing", kafka: false, run: processing },
+  { name: "processing-kafka", kafka: true, run: processingKafka },
+  { name: "freshness", kafka: false, run: freshness },
+  { name: "restore-kafka", kafka: true, run: restore },
+];
+
+const exitFailure = 1;
+const exitTargetMissed = 3;
+const harnessRepo = join(import.meta.dir, "..");
+
+function selectSuites(only: string | undefined): Suite[] {
+  if (only === undefined) return suites;
+  const names = only.split(",").map((n) => n.trim());
+  const unknown = names.filter((n) => !suites.some((s) => s.name === n));
+  if (unknown.length > 0) throw new Error(`unknown suite ${unknown.join(", ")}; suites: ${suites.map((s) => s.name).join(", ")}`);
+  return suites.filter((s) => names.includes(s.name));
 }
 
-async function endToEnd(): Promise<void> {
-  const n = 5_000 * SCALE;
-  const concurrency = 64;
-  const wallets = 1_000;
-  const data = tempDataDir();
-  // The service runs in its own process, as `bun run dev` does, so the load generator
-  // does not share its event loop.
-  const { proc, base } = await spawnDev(data.dir, { EMBEDDED_POLL_MS: "50", BROKERS: "" });
-  let next = 0;
-  const latencies: number[] = [];
-  const [, ackMs] = await timed(() => Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      const i = next++;
-      const start = performance.now();
-      const res = await fetch(`${base}/deposit`, { method: "POST", body: `{"wallet_id":"w${i % wallets}","amount":"1.01"}` });
-      if (res.status !== 202) throw new Error(`deposit ${i}: ${res.status} ${await res.text()}`);
-      latencies.push(performance.now() - start);
-    }
-  })));
-  const [, drainMs] = await timed(async () => {
-    for (;;) {
-      const body = await (await fetch(`${base}/check/w${wallets - 1}`)).json() as { deposit_count: number };
-      if (body.deposit_count === n / wallets) return;
-      await Bun.sleep(10);
-    }
-  });
-  const rss = Number((await Bun.file(`/proc/${proc.pid}/status`).text()).match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) * 1024;
-  latencies.sort((a, b) => a - b);
-  const p = (q: number) => latencies[Math.floor(q * (latencies.length - 1))]!.toFixed(1);
-  console.log(`deposits: ${fmt(n)} over HTTP to a dev process at concurrency ${concurrency}: ${fmt((n / ackMs) * 1000)} acks/s, latency p50 ${p(0.5)} ms p99 ${p(0.99)} ms`);
-  console.log(`deposits: the last wallet showed all its deposits in /check ${fmt(drainMs)} ms after the last ack; dev RSS ${mib(rss)}`);
-  proc.kill("SIGTERM");
-  await proc.exited;
-  data.cleanup();
+function commandLine(): string {
+  const env = ["BENCH_REPO", "BROKERS"].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `).join("");
+  return `${env}bun run bench${process.argv.slice(2).map((a) => ` ${a}`).join("")}`;
 }
 
-function detector(): void {
-  const n = 2_000 * SCALE;
-  const rule = { amountMinor: 10n ** 15n, windowMs: 120_000, latenessMs: 86_400_000, entriesMax: 1_000, depositAmountMaxMinor: 10n ** 12n };
-  const actor = thresholdActor(rule);
-  const deposits: DepositEvent[] = Array.from({ length: n }, (_, i) => ({ depositId: `d${i}`, walletId: "w", amountMinor: 100n, eventTimeMs: i * 50 }));
-  let state = actor.initial();
-  const start = performance.now();
-  for (const d of deposits) state = actor.handle(state, d).state;
-  const incremental = performance.now() - start;
-  // The oracle: every window start against every deposit, per deposit.
-  const startOracle = performance.now();
-  for (let i = 0; i < n; i++) {
-    const t = deposits[i]!.eventTimeMs;
-    for (let j = 0; j <= i; j++) {
-      const s = deposits[j]!.eventTimeMs;
-      if (s > t || t >= s + rule.windowMs) continue;
-      let sum = 0n;
-      for (let k = 0; k <= i; k++) if (deposits[k]!.eventTimeMs >= s && deposits[k]!.eventTimeMs < s + rule.windowMs) sum += deposits[k]!.amountMinor;
-    }
+/** The broker when a selected suite needs one; a loud notice when there is none. */
+async function brokerFor(selected: Suite[], notices: string[]): Promise<Broker | undefined> {
+  if (!selected.some((s) => s.kafka)) return undefined;
+  const broker = await kafkaBroker();
+  if ("brokers" in broker) return broker;
+  const skipped = selected.filter((s) => s.kafka).map((s) => s.name).join(", ");
+  notices.push(`Kafka measures skipped (${skipped}): ${broker.missing}.`);
+  console.warn(`\n!!! SKIPPED ${skipped}: no Kafka broker: ${broker.missing} !!!\n`);
+  return undefined;
+}
+
+function outputPaths(report: Report): { json: string; markdown: string; chart: string } {
+  const day = report.date.slice(0, 10);
+  // Quick and partial runs must never replace the real report.
+  if (report.quick || report.only) {
+    const dir = join(harnessRepo, ".tmp", "bench");
+    return { json: join(dir, `${day}.json`), markdown: join(dir, "BENCHMARKS.md"), chart: join(dir, "benchmarks.svg") };
   }
-  const oracle = performance.now() - startOracle;
-  console.log(`detector: ${fmt(n)} deposits of one wallet, 2,400 per window: ${(incremental * 1000 / n).toFixed(1)} us/deposit incremental vs ${(oracle * 1000 / n).toFixed(0)} us brute force; ratio ${(oracle / incremental).toFixed(0)}x; entries kept ${state.entries.length}`);
+  return { json: join(harnessRepo, "bench", "results", `${day}.json`), markdown: join(harnessRepo, "docs", "BENCHMARKS.md"), chart: join(harnessRepo, "docs", "benchmarks.svg") };
 }
 
-console.log(`bench (BENCH_SCALE=${SCALE}) on ${navigator.hardwareConcurrency} cores, Bun ${Bun.version}`);
-await groupCommit();
-detector();
-await endToEnd();
+function write(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, text);
+}
+
+async function measure(selected: Suite[], ctx: Context): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const suite of selected) {
+    if (suite.kafka && !ctx.brokers) continue;
+    console.log(`\n== ${suite.name}`);
+    const found = await suite.run(ctx);
+    for (const row of found) console.log(`${row.measure}: ${row.value.toFixed(2)} ${row.unit}${row.ratio === undefined ? "" : ` (${row.ratio.toFixed(2)}x)`}`);
+    rows.push(...found);
+  }
+  return rows;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" } } });
+  const quick = values.quick ?? false;
+  const selected = selectSuites(values.only);
+  const date = new Date().toISOString();
+  const started = performance.now();
+  const sizes = quick ? quickSizes : fullSizes;
+  const dirs = tempDirs();
+  const notices: string[] = [];
+  const pinningText = pinning ? "server process on core 0, load generator on core 1 (taskset -c)" : "none (taskset missing, or fewer than 2 cores)";
+  const m = machine();
+  console.log(`bench${quick ? " --quick" : ""}: ${m.cores} cores, ${m.cpuModel}, Bun ${m.bun}; product ${productRepo}; load generator ${generator}; pinning ${pinningText}`);
+
+  const broker = await brokerFor(selected, notices);
+  const ctx: Context = { sizes, ceilings: new Ceilings(sizes, dirs.make), brokers: broker?.brokers, tag: Date.now().toString(36), tempDir: dirs.make };
+  let rows: Row[];
+  try {
+    rows = await measure(selected, ctx);
+  } finally {
+    dirs.removeAll();
+    await broker?.stop();
+  }
+  if (!quick) for (const row of rows) row.met = judge(row);
+
+  const report: Report = {
+    date,
+    quick,
+    only: values.only ? selected.map((s) => s.name) : undefined,
+    command: commandLine(),
+    machine: m,
+    productRepo,
+    productCommit: gitCommit(productRepo),
+    harnessCommit: productRepo === harnessRepo ? undefined : gitCommit(harnessRepo),
+    generator,
+    pinning: pinningText,
+    rows,
+    ceilings: ctx.ceilings.results,
+    notices,
+    durationSeconds: (performance.now() - started) / 1000,
+  };
+  const paths = outputPaths(report);
+  write(paths.json, JSON.stringify(report, null, 2) + "\n");
+  write(paths.chart, ratioChart(report));
+  write(paths.markdown, markdown(report, basename(paths.chart)));
+  console.log(`\n${consoleTable(report)}\n\nwrote ${paths.json}, ${paths.markdown}, ${paths.chart}`);
+  for (const notice of notices) console.warn(`!!! ${notice}`);
+  const missed = rows.filter((r) => r.met === false);
+  if (missed.length === 0) return 0;
+  console.error(`\ntargets not met: ${missed.map((r) => r.measure).join("; ")}`);
+  return exitTargetMissed;
+}
+
+// Exiting runs the handler in proc.ts that kills any child still running.
+process.once("SIGINT", () => process.exit(130));
+try {
+  process.exit(await main());
+} catch (error) {
+  console.error(`\nbench failed: ${(error as Error).stack ?? error}`);
+  process.exit(exitFailure);
+}
