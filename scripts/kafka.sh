@@ -6,6 +6,10 @@
 #                               prints BROKERS=127.0.0.1:<port> on stdout
 #   scripts/kafka.sh stop       SIGTERM (bounded wait), then SIGKILL; removes the data dir
 #   scripts/kafka.sh status     exit 0 if the broker is running and its port answers
+#   scripts/kafka.sh kill       SIGKILL the broker, keeping its data (a crash, for outage tests)
+#   scripts/kafka.sh restart    start the broker again on its data (after kill); waits until ready
+#   scripts/kafka.sh pause      SIGSTOP the broker (a frozen broker: the port accepts, nothing answers)
+#   scripts/kafka.sh resume     SIGCONT it
 #   scripts/kafka.sh classpath  prints the java -cp value for Kafka's own tool classes
 #
 # Environment:
@@ -44,6 +48,10 @@ LOG_FILE="$HOME_DIR/kafka.log"
 # Fixed cluster id (any base64url-encoded 16-byte UUID): the data dir is recreated on every
 # start, so there is no need to generate one (that would cost an extra JVM launch).
 CLUSTER_ID="MkU3OEVBNTcwNTJENDM2Qg"
+# slf4j-simple is the logging binding; its settings are plain system properties.
+LOG_OPTS=(-Dorg.slf4j.simpleLogger.showDateTime=true
+  -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS
+  -Dorg.slf4j.simpleLogger.defaultLogLevel=info)
 
 log() { echo "kafka.sh: $*" >&2; }
 
@@ -111,6 +119,10 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 # Tests should not wait 3 s for consumer groups to settle.
 group.initial.rebalance.delay.ms=0
+# After a kill, the controller refuses the restarted broker until the old one's session
+# expires (9 s by default): keep outage tests short.
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
 num.partitions=12
 # Tests create their topics explicitly; a typo must fail, not silently create a topic.
 auto.create.topics.enable=false
@@ -126,15 +138,17 @@ print_log_tail() {
 
 # Ready = the JVM is alive, the client port accepts connections and the broker logged
 # that it finished startup (in KRaft that happens only after it is unfenced by the controller,
-# i.e. it can serve metadata and create topics).
+# i.e. it can serve metadata and create topics). The log is appended to across restarts,
+# so only lines after `from_line` count.
 wait_ready() {
-  local pid="$1" deadline=$((SECONDS + START_TIMEOUT))
+  local pid="$1" from_line="${2:-0}" deadline=$((SECONDS + START_TIMEOUT))
   while ((SECONDS < deadline)); do
     if ! kill -0 "$pid" 2>/dev/null; then
       log "broker process $pid exited during startup"
       return 1
     fi
-    if grep -q 'Kafka Server started' "$LOG_FILE" 2>/dev/null && port_open "$PORT"; then
+    # awk, not tail | grep -q: under pipefail, grep leaving early fails the pipe.
+    if awk -v from="$from_line" 'NR > from && /Kafka Server started/ { found = 1 } END { exit !found }' "$LOG_FILE" 2>/dev/null && port_open "$PORT"; then
       return 0
     fi
     sleep 0.2
@@ -171,29 +185,32 @@ cmd_start() {
   write_props
   : >"$LOG_FILE"
 
-  # slf4j-simple is the logging binding; its settings are plain system properties.
-  local log_opts=(-Dorg.slf4j.simpleLogger.showDateTime=true
-    -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS
-    -Dorg.slf4j.simpleLogger.defaultLogLevel=info)
-
   # Storage must be formatted once before a KRaft node starts. With static
   # controller.quorum.voters no --standalone flag is needed.
-  if ! java -Xmx256m "${log_opts[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+  if ! java -Xmx256m "${LOG_OPTS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
     -cp "$cp" kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$PROPS" >>"$LOG_FILE" 2>&1; then
     log "formatting KRaft storage failed"
     print_log_tail
     return 1
   fi
 
+  launch
+}
+
+# Starts the JVM on the formatted data dir and waits until it is ready.
+launch() {
+  local cp pid from_line
+  cp="$(classpath)"
+  from_line="$(wc -l <"$LOG_FILE" 2>/dev/null || echo 0)"
   # setsid + closed stdin/stdout: the broker must outlive this script and must not keep
   # the caller's pipes open (a test runner reading our stdout would otherwise hang).
   # shellcheck disable=SC2086 # HEAP_OPTS is intentionally split into words
-  setsid java $HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true "${log_opts[@]}" \
+  setsid java $HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true "${LOG_OPTS[@]}" \
     -cp "$cp" kafka.Kafka "$PROPS" </dev/null >>"$LOG_FILE" 2>&1 &
   pid=$!
   echo "$pid" >"$PID_FILE"
 
-  if ! wait_ready "$pid"; then
+  if ! wait_ready "$pid" "$from_line"; then
     print_log_tail
     # Do not leave a half-started JVM behind.
     kill -KILL "$pid" 2>/dev/null || true
@@ -201,6 +218,32 @@ cmd_start() {
     return 1
   fi
   echo "BROKERS=127.0.0.1:$PORT"
+}
+
+cmd_kill() {
+  local pid
+  pid="$(broker_pid)" || { log "no broker is running"; return 1; }
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+
+cmd_restart() {
+  if broker_pid >/dev/null; then
+    log "the broker is running; restart is for a broker that was killed"
+    return 1
+  fi
+  [[ -f "$DATA_DIR/meta.properties" ]] || { log "no formatted data in $DATA_DIR: use start"; return 1; }
+  if port_open "$PORT" || port_open "$CONTROLLER_PORT"; then
+    log "port $PORT or $CONTROLLER_PORT is already in use by another process"
+    return 1
+  fi
+  launch
+}
+
+cmd_signal() {
+  local pid
+  pid="$(broker_pid)" || { log "no broker is running"; return 1; }
+  kill "-$1" "$pid"
 }
 
 cmd_stop() {
@@ -230,9 +273,13 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
+  kill) cmd_kill ;;
+  restart) cmd_restart ;;
+  pause) cmd_signal STOP ;;
+  resume) cmd_signal CONT ;;
   classpath) ensure_jars && classpath ;;
   *)
-    echo "usage: $0 start|stop|status|classpath" >&2
+    echo "usage: $0 start|stop|status|kill|restart|pause|resume|classpath" >&2
     exit 2
     ;;
 esac

@@ -7,6 +7,7 @@ import type { DepositEvent } from "../../actors/types.js";
 import type { LogHealth } from "../log/guard.js";
 import { formatMinor, parseAmount } from "../money.js";
 import { EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import { isRetryable } from "../runtime/errors.js";
 import type { Emitter } from "../runtime/emitter.js";
 import type { TableReader } from "../runtime/view.js";
 import { ApiError, errorResponse } from "./errors.js";
@@ -196,7 +197,8 @@ async function emitOrUnavailable(emitter: Emitter<DepositEvent>, deposit: Deposi
   try {
     return await emitter.emit(deposit);
   } catch (error) {
-    console.error("emit failed:", (error as Error).message);
+    // The log being away is logged once, by the guard that noticed; anything else is news.
+    if (!isRetryable(error)) console.error("emit failed:", error);
     // A failed or timed-out write may still have landed, so the client is told the
     // id to retry with: the same id for the same wallet counts once.
     throw new ApiError(503, "log_unavailable", `the deposit may not have been stored; retry with the header Idempotency-Key: ${deposit.depositId}`, {

@@ -97,6 +97,10 @@ function judge(e: ErrorShape): "fatal" | "retry" | "neutral" {
   // feature never mend; protocol errors say which they are.
   if (code === "PLT_KFK_AUTHENTICATION" || code === "PLT_KFK_USER" || code.startsWith("PLT_KFK_UNSUPPORTED") || e.closed === true) return "fatal";
   if (typeof e.apiId === "string" && FATAL_KAFKA_API.has(e.apiId)) return "fatal";
+  // A connection that failed or a request that timed out (TimeoutError has this code
+  // too, and sometimes says canRetry: false, for a request that may have been applied:
+  // ours are idempotent).
+  if (code === "PLT_KFK_NETWORK") return "retry";
   if (e.canRetry === true || e.needsRejoin === true || e.hasStaleMetadata === true) return "retry";
   return e.apiId === "OUT_OF_ORDER_SEQUENCE_NUMBER" || e.apiId === "UNKNOWN_PRODUCER_ID" ? "retry" : "neutral";
 }
