@@ -20,7 +20,7 @@ const deposit = (id: string, amountMinor: bigint) => ({
   value: deposits.codec.encode({ depositId: id, walletId: wallet, amountMinor, eventTimeMs: 0 }),
 });
 const balanceOf = (h: Harness) => balance.table.codec.decode(h.store.row("balance", wallet)!.value).balanceMinor;
-const deadLetters = (h: Harness) => h.log.read({ topic: "deposits.dlq", partition, offset: 0 }, 100).map((r) => ({ key: r.key, ...decodeDeadLetter(r.value) }));
+const deadLetters = (h: Harness) => h.log.read({ topic: "deposits.dlq", partition, offset: 0 }, 100).map((r) => decodeDeadLetter(r.value));
 
 for (const mode of ["shared", "outbox"] as Mode[]) {
   describe(`dead letters (${mode})`, () => {
