@@ -2,7 +2,7 @@ import type { BalanceState } from "../actors/balance.js";
 import type { FlagState } from "../actors/flagger.js";
 import type { Config } from "./config.js";
 import { balance, flagger, GROUPS } from "./groups/index.js";
-import { createApp } from "./http/app.js";
+import { createApp, MAX_REQUEST_BODY_BYTES } from "./http/app.js";
 import { EmbeddedLog } from "./log/embedded.js";
 import { LogGuard } from "./log/guard.js";
 import type { Log } from "./log/log.js";
@@ -75,7 +75,7 @@ export class Service {
       depositAmountMaxMinor: config.depositAmountMaxMinor,
       checkAfterWaitMs: config.checkAfterWaitMs,
     });
-    service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: 1024 * 1024 });
+    service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: MAX_REQUEST_BODY_BYTES });
     console.log(`depositaja listening on http://localhost:${service.server.port}`);
     return service;
   }

@@ -1,9 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { thresholdActor, type ThresholdState } from "../../actors/threshold.js";
 import type { DepositEvent, FlagChange } from "../../actors/types.js";
 import { ThresholdTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
-import { decoding, toMs } from "../runtime/codec.js";
+import { decoding, DecodeError } from "../runtime/codec.js";
 import { defineGroup, on, to } from "../runtime/group.js";
 import { deposits } from "../topics/deposits.js";
 import { flags } from "../topics/flags.js";
@@ -20,7 +19,8 @@ export const threshold = defineGroup<ThresholdState, DepositEvent, FlagChange>({
     codec: {
       encode: (s) =>
         toBinary(ThresholdTableValueSchema, create(ThresholdTableValueSchema, {
-          entries: s.entries.map((e) => ({ eventTime: timestampFromMs(e.timeMs), amountMinor: e.amountMinor })),
+          entryTimesMs: s.entries.map((e) => BigInt(e.timeMs)),
+          entryAmountsMinor: s.entries.map((e) => e.amountMinor),
           newestEventTime: optionalTimestamp(s.newestTimeMs),
           firstBreachTime: optionalTimestamp(s.firstBreachTimeMs),
           evictedCount: BigInt(s.evictedCount),
@@ -28,8 +28,9 @@ export const threshold = defineGroup<ThresholdState, DepositEvent, FlagChange>({
       decode: (bytes) =>
         decoding(() => {
           const m = fromBinary(ThresholdTableValueSchema, bytes);
+          if (m.entryTimesMs.length !== m.entryAmountsMinor.length) throw new DecodeError("entries_are_uneven", "entry_times_ms and entry_amounts_minor must be as long");
           return {
-            entries: m.entries.map((e) => ({ timeMs: toMs(e.eventTime, "event_time"), amountMinor: e.amountMinor })),
+            entries: m.entryTimesMs.map((t, i) => ({ timeMs: Number(t), amountMinor: m.entryAmountsMinor[i]! })),
             newestTimeMs: optionalMs(m.newestEventTime),
             firstBreachTimeMs: optionalMs(m.firstBreachTime),
             evictedCount: Number(m.evictedCount),

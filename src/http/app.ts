@@ -1,5 +1,4 @@
 import { Hono, type Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { BalanceState } from "../../actors/balance.js";
 import type { FlagState } from "../../actors/flagger.js";
@@ -13,8 +12,10 @@ import type { TableReader } from "../runtime/view.js";
 import { ApiError, errorResponse } from "./errors.js";
 import { RawNumber, stringify } from "./json.js";
 
-/** Requests larger than this are refused before they are read in full. */
+/** Requests larger than this are refused, before they are read when their length is declared. */
 export const BODY_BYTES_MAX = 16 * 1024;
+/** What Bun.serve reads of any request body at most, chunked ones included. */
+export const MAX_REQUEST_BODY_BYTES = 1024 * 1024;
 
 /** A view older than this is reported `stale` by GET /check. */
 export const VIEW_STALE_AFTER_MS = 5_000;
@@ -61,12 +62,6 @@ export function createApp(deps: AppDeps): Hono {
 
   app.post(
     "/deposit",
-    bodyLimit({
-      maxSize: BODY_BYTES_MAX,
-      onError: () => {
-        throw new ApiError(413, "body_too_large", `the body may be at most ${BODY_BYTES_MAX} bytes`);
-      },
-    }),
     async (c) => {
       const { body, amountSource } = await readJsonObject(c);
       const walletId = checkWalletId(body.wallet_id);
@@ -151,10 +146,16 @@ async function readJsonObject(c: Context): Promise<{ body: Record<string, unknow
   if (/^multipart\//i.test(contentType)) {
     throw new ApiError(415, "body_must_be_json", "send the body as JSON, not multipart form data");
   }
+  // Refused before reading when the length is declared; a chunked body is read (Bun.serve
+  // bounds it at MAX_REQUEST_BODY_BYTES) and then judged.
+  const tooLarge = () => new ApiError(413, "body_too_large", `the body may be at most ${BODY_BYTES_MAX} bytes`);
+  if (Number(c.req.header("content-length") ?? 0) > BODY_BYTES_MAX) throw tooLarge();
   let text: string;
   try {
+    const bytes = await c.req.arrayBuffer();
+    if (bytes.byteLength > BODY_BYTES_MAX) throw tooLarge();
     // Invalid UTF-8 would otherwise decode to U+FFFD and merge different wallet ids.
-    text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch (error) {
     if (error instanceof ApiError) throw error;
     throw new ApiError(400, "body_must_be_utf8", "the body must be UTF-8 text");

@@ -161,11 +161,12 @@ export class BatchBuilder {
     const before = (tp: TopicPartition) => this.reads.position(tp);
     const after = (tp: TopicPartition) => this.next.get(tpKey(tp))?.offset ?? this.reads.position(tp);
     const rows: TableRow[] = [];
+    const changed = new Map<number, [string, WalletChange][]>();
+    for (const entry of this.changes) this.list(changed, entry[1].partition).push(entry);
     for (const partition of partitions) {
       const version = versionOf(throughOf(partition, after));
       const out = this.list(this.output, partition);
-      for (const [walletId, change] of this.changes) {
-        if (change.partition !== partition) continue;
+      for (const [walletId, change] of changed.get(partition) ?? []) {
         const value = this.group.table.codec.encode(change.state);
         rows.push({ key: walletId, value, version });
         const row = rowRecord(walletId, value, version);

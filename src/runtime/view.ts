@@ -32,17 +32,37 @@ export interface TableReader<S> {
 /** How often a waiter for a position looks at the progress of another thread or process. */
 const WAIT_POLL_MS = 2;
 
+/** Decoded rows a LocalTable keeps, at most; past it the cache starts over. */
+const LOCAL_CACHE_ENTRIES_MAX = 100_000;
+
 /**
  * A view on the embedded log: the group's own table, read in place. The table lives in
  * the log's database, which every process on the same DATA_DIR opens, so there is
  * nothing to replicate, and the view is exactly as fresh as the group's commits.
+ *
+ * Decoded rows are cached until anything is committed to the database by another
+ * connection (SQLite's data_version, one cheap pragma per read): the processors write
+ * through connections of their own, so a cached row is never older than the table.
+ * Reads between writes, the common case of a balance check, cost no query. So the
+ * store it reads must be on a connection no processor of the group commits through.
  */
 export class LocalTable<S> implements TableReader<S> {
+  private readonly cache = new Map<string, S | undefined>();
+  private dataVersion = -1;
+
   constructor(private readonly group: Group<S, unknown, unknown>, private readonly store: StateStore) {}
 
   get(walletId: string): S | undefined {
+    const version = this.store.dataVersion();
+    if (version !== this.dataVersion || this.cache.size >= LOCAL_CACHE_ENTRIES_MAX) {
+      this.cache.clear();
+      this.dataVersion = version;
+    }
+    if (this.cache.has(walletId)) return this.cache.get(walletId);
     const row = this.store.row(this.group.name, walletId);
-    return row ? this.group.table.codec.decode(row.value) : undefined;
+    const value = row ? this.group.table.codec.decode(row.value) : undefined;
+    this.cache.set(walletId, value);
+    return value;
   }
 
   async waitFor(position: RecordPosition, timeoutMs: number): Promise<boolean> {

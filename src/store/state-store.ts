@@ -74,6 +74,7 @@ export class StateStore {
   private readonly selectOutbox;
   private readonly selectOutboxRecords;
   private readonly deleteOutboxRow;
+  private readonly selectDataVersion;
 
   constructor(readonly sqlite: Database) {
     this.db = applyMigrations(sqlite, schema, STORE_MIGRATIONS);
@@ -121,6 +122,7 @@ export class StateStore {
       .prepare();
     this.selectOutboxRecords = this.db.select({ records: outbox.records }).from(outbox).where(eq(outbox.id, p("id"))).prepare();
     this.deleteOutboxRow = this.db.delete(outbox).where(eq(outbox.id, p("id"))).prepare();
+    this.selectDataVersion = sqlite.prepare<{ data_version: number }, []>("PRAGMA data_version");
   }
 
   /** A state store in a file of its own: DATA_DIR/state.db for processors on Kafka, views.db for views. */
@@ -131,6 +133,11 @@ export class StateStore {
   row(owner: string, key: string): TableRow | undefined {
     const row = this.selectRow.get({ owner, key });
     return row ? { key: row.key, value: new Uint8Array(row.value), version: row.version } : undefined;
+  }
+
+  /** SQLite's counter of commits by other connections to this database: changes mean news. */
+  dataVersion(): number {
+    return this.selectDataVersion.get()!.data_version;
   }
 
   /** The next offset to apply; 0 for a partition never seen. */

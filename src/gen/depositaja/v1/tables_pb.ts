@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file depositaja/v1/tables.proto.
  */
 export const file_depositaja_v1_tables: GenFile = /*@__PURE__*/
-  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSLGAQoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCSJTCgtXaW5kb3dFbnRyeRIuCgpldmVudF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhbW91bnRfbWlub3IYAiABKAMixwEKE1RocmVzaG9sZFRhYmxlVmFsdWUSKwoHZW50cmllcxgBIAMoCzIaLmRlcG9zaXRhamEudjEuV2luZG93RW50cnkSNQoRbmV3ZXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWZpcnN0X2JyZWFjaF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1ldmljdGVkX2NvdW50GAQgASgEIpgBChFGbGFnZ2VyVGFibGVWYWx1ZRIPCgdmbGFnZ2VkGAEgASgIEikKBnJlYXNvbhgCIAEoDjIZLmRlcG9zaXRhamEudjEuRmxhZ1JlYXNvbhIwCgxjaGFuZ2VkX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3RfZXZlbnRfaWQYBCABKAkiWQoMQXBwbGllZEV2ZW50EhEKCXdhbGxldF9pZBgBIAEoCRIQCghldmVudF9pZBgCIAEoCRITCgtmaW5nZXJwcmludBgDIAEoCRIPCgdvdXRjb21lGAQgASgJYgZwcm90bzM", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
+  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSLGAQoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCSLVAQoTVGhyZXNob2xkVGFibGVWYWx1ZRIWCg5lbnRyeV90aW1lc19tcxgFIAMoAxIbChNlbnRyeV9hbW91bnRzX21pbm9yGAYgAygDEjUKEW5ld2VzdF9ldmVudF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9icmVhY2hfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNZXZpY3RlZF9jb3VudBgEIAEoBEoECAEQAiKYAQoRRmxhZ2dlclRhYmxlVmFsdWUSDwoHZmxhZ2dlZBgBIAEoCBIpCgZyZWFzb24YAiABKA4yGS5kZXBvc2l0YWphLnYxLkZsYWdSZWFzb24SMAoMY2hhbmdlZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1sYXN0X2V2ZW50X2lkGAQgASgJIlkKDEFwcGxpZWRFdmVudBIRCgl3YWxsZXRfaWQYASABKAkSEAoIZXZlbnRfaWQYAiABKAkSEwoLZmluZ2VycHJpbnQYAyABKAkSDwoHb3V0Y29tZRgEIAEoCWIGcHJvdG8z", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
 
 /**
  * The balance (collector) group's value for one wallet.
@@ -75,42 +75,26 @@ export const BalanceTableValueSchema: GenMessage<BalanceTableValue> = /*@__PURE_
   messageDesc(file_depositaja_v1_tables, 0);
 
 /**
- * One deposit remembered by the threshold detector.
- *
- * @generated from message depositaja.v1.WindowEntry
- */
-export type WindowEntry = Message<"depositaja.v1.WindowEntry"> & {
-  /**
-   * @generated from field: google.protobuf.Timestamp event_time = 1;
-   */
-  eventTime?: Timestamp | undefined;
-
-  /**
-   * @generated from field: int64 amount_minor = 2;
-   */
-  amountMinor: bigint;
-};
-
-/**
- * Describes the message depositaja.v1.WindowEntry.
- * Use `create(WindowEntrySchema)` to create a new message.
- */
-export const WindowEntrySchema: GenMessage<WindowEntry> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_tables, 1);
-
-/**
  * The threshold (detector) group's value for one wallet.
  *
  * @generated from message depositaja.v1.ThresholdTableValue
  */
 export type ThresholdTableValue = Message<"depositaja.v1.ThresholdTableValue"> & {
   /**
-   * Deposits that can still take part in a window, sorted by event time. Bounded: see
-   * the detector's retention rules (lateness and entry count).
+   * Deposits that can still take part in a window, sorted by event time, as two
+   * parallel lists (packed: a wallet may hold a thousand of them, and the table value
+   * is encoded at every change): event times in milliseconds since the Unix epoch, and
+   * amounts in minor units. Bounded: see the detector's retention rules (lateness and
+   * entry count).
    *
-   * @generated from field: repeated depositaja.v1.WindowEntry entries = 1;
+   * @generated from field: repeated int64 entry_times_ms = 5;
    */
-  entries: WindowEntry[];
+  entryTimesMs: bigint[];
+
+  /**
+   * @generated from field: repeated int64 entry_amounts_minor = 6;
+   */
+  entryAmountsMinor: bigint[];
 
   /**
    * The newest event time seen; retention is measured back from it.
@@ -140,7 +124,7 @@ export type ThresholdTableValue = Message<"depositaja.v1.ThresholdTableValue"> &
  * Use `create(ThresholdTableValueSchema)` to create a new message.
  */
 export const ThresholdTableValueSchema: GenMessage<ThresholdTableValue> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_tables, 2);
+  messageDesc(file_depositaja_v1_tables, 1);
 
 /**
  * The flagger group's value for one wallet.
@@ -178,7 +162,7 @@ export type FlaggerTableValue = Message<"depositaja.v1.FlaggerTableValue"> & {
  * Use `create(FlaggerTableValueSchema)` to create a new message.
  */
 export const FlaggerTableValueSchema: GenMessage<FlaggerTableValue> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_tables, 3);
+  messageDesc(file_depositaja_v1_tables, 2);
 
 /**
  * An event a group has applied to one wallet. Batches of them travel in the group's
@@ -218,5 +202,5 @@ export type AppliedEvent = Message<"depositaja.v1.AppliedEvent"> & {
  * Use `create(AppliedEventSchema)` to create a new message.
  */
 export const AppliedEventSchema: GenMessage<AppliedEvent> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_tables, 4);
+  messageDesc(file_depositaja_v1_tables, 3);
 
