@@ -1,7 +1,7 @@
 import type { BalanceState } from "../actors/balance.js";
 import type { FlagState } from "../actors/flagger.js";
 import type { Config } from "./config.js";
-import { balance, flagger, GROUPS } from "./groups/index.js";
+import { balance, flagger } from "./groups/index.js";
 import { createApp, MAX_REQUEST_BODY_BYTES } from "./http/app.js";
 import { EmbeddedLog } from "./log/embedded.js";
 import { LogGuard } from "./log/guard.js";
@@ -115,9 +115,6 @@ function openViews(config: Config, log: Log): { views: Views; close(): void } {
   const view = <S>(group: Group<S, unknown, unknown>) => new ChangelogView(group, log, store);
   return { views: { balances: view(balance), flags: view(flagger) }, close: () => store.close() };
 }
-
-/** Every group, for `dev`. */
-export const ALL_GROUPS = GROUPS;
 
 /** Stops the service on SIGTERM or SIGINT, then exits. */
 export function stopOnSignals(service: Service): void {

@@ -1,12 +1,12 @@
 import type { Config } from "../config.js";
 import { GROUPS } from "../groups/index.js";
 import { EmbeddedLog } from "../log/embedded.js";
+import type { Log } from "../log/log.js";
 import { openLog } from "../log/open.js";
 import { StateStore } from "../store/state-store.js";
 import { OutboxCommitter, SharedCommitter, type Committer } from "./commit.js";
 import { selectGroups, type AnyGroup } from "./group.js";
 import { DEFAULT_PROCESSOR_LIMITS, Processor } from "./processor.js";
-import type { Log } from "../log/log.js";
 
 /** Processor groups running somewhere: in this thread, or on a worker thread. */
 export interface Processors {

@@ -5,10 +5,12 @@ import { describe, expect, test } from "bun:test";
 import type { Actor } from "../../actors/types.js";
 import { balance } from "../../src/groups/index.js";
 import { partitionForKey } from "../../src/log/murmur2.js";
+import { rowRecord } from "../../src/runtime/changelog.js";
 import { decodeDeadLetter } from "../../src/runtime/dead-letter.js";
 import { AssertionError, assert } from "../../src/runtime/errors.js";
 import { defineGroup, on } from "../../src/runtime/group.js";
 import { defineTopic } from "../../src/runtime/topic.js";
+import { ChangelogView } from "../../src/runtime/view.js";
 import { deposits } from "../../src/topics/deposits.js";
 import { Harness, PARTITIONS, type Mode } from "./harness.js";
 
@@ -142,6 +144,29 @@ describe("an actor that throws", () => {
       await expect(processor.done).rejects.toBeInstanceOf(AssertionError);
       expect(h.store.row("poke", wallet)).toBeUndefined();
       expect(h.store.progress("poke", { topic: "pokes", partition })).toBe(0);
+    } finally {
+      h.close();
+    }
+  });
+});
+
+describe("a view fed a changelog record that does not decode", () => {
+  test("skips it, counts it, and keeps the wallet's last good value", async () => {
+    const h = new Harness("outbox", [balance]);
+    try {
+      await h.init();
+      await h.log.produce([deposit("d1", 100n)]);
+      await h.drain();
+      // A record on balance-table that is no changelog record, and one whose row is no
+      // balance: each would otherwise turn GET /check for this wallet into a 500.
+      await h.log.produce([
+        { topic: "balance-table", key: wallet, partition, value: new Uint8Array([0xff, 0xff]) },
+        { topic: "balance-table", key: wallet, partition, value: rowRecord(wallet, new Uint8Array([0xff]), 99).value },
+      ]);
+      const view = new ChangelogView(balance, h.log, h.store);
+      for (let i = 0; i < 3; i++) await view.step(0);
+      expect(view.skippedCount).toBe(2);
+      expect(view.get(wallet)?.balanceMinor).toBe(100n);
     } finally {
       h.close();
     }
