@@ -45,7 +45,11 @@ function machineTable(report: Report): string[] {
 }
 
 /** docs/BENCHMARKS.md: what was measured, on what, with which command, and how. */
-export function markdown(report: Report, chartFile: string): string {
+/**
+ * The report as markdown. `analysis` is the hand-written part (bench/analysis.md: what
+ * the profiles showed), appended as it is.
+ */
+export function markdown(report: Report, chartFile: string, analysis = ""): string {
   const judged = report.quick ? "--quick: tiny sizes, targets not judged." : report.only ? `Only ${report.only.join(", ")}: a partial run.` : "Targets judged.";
   const how = new Map(report.rows.map((r) => [r.measure, r.how]));
   return [
@@ -86,6 +90,7 @@ export function markdown(report: Report, chartFile: string): string {
     ...[...how].map(([measure, text]) => `- **${measure}**: ${text}`),
     ...(report.notices.length > 0 ? ["", "## Not measured", "", ...report.notices.map((n) => `- ${n}`)] : []),
     "",
+    ...(analysis ? [analysis.trimEnd(), ""] : []),
   ].join("\n");
 }
 

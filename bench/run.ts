@@ -139,7 +139,8 @@ async function main(): Promise<number> {
   const paths = outputPaths(report);
   write(paths.json, JSON.stringify(report, null, 2) + "\n");
   write(paths.chart, ratioChart(report));
-  write(paths.markdown, markdown(report, basename(paths.chart)));
+  const analysis = join(import.meta.dir, "analysis.md");
+  write(paths.markdown, markdown(report, basename(paths.chart), (await Bun.file(analysis).exists()) ? await Bun.file(analysis).text() : ""));
   console.log(`\n${consoleTable(report)}\n\nwrote ${paths.json}, ${paths.markdown}, ${paths.chart}`);
   for (const notice of notices) console.warn(`!!! ${notice}`);
   const missed = rows.filter((r) => r.met === false);

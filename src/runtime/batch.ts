@@ -31,8 +31,6 @@ export interface Batch {
   applied: AppliedId[];
   /** What to append to the log, by the input partition whose records produced it. */
   output: Map<number, ProduceRecord[]>;
-  /** Records read, repeats and dead letters included. */
-  recordCount: number;
 }
 
 interface WalletChange {
@@ -55,7 +53,6 @@ export class BatchBuilder {
   private readonly seen = new Map<string, string>();
   private readonly applied = new Map<number, AppliedEvent[]>();
   private readonly output = new Map<number, ProduceRecord[]>();
-  private recordCount = 0;
 
   constructor(
     private readonly group: AnyGroup,
@@ -72,7 +69,6 @@ export class BatchBuilder {
     const position = this.next.get(key)?.offset ?? this.reads.position(record);
     if (record.offset < position) return; // applied before: a redelivery
     this.next.set(key, { topic: record.topic, partition: record.partition, offset: record.offset + 1 });
-    this.recordCount++;
     const admitted = this.admit(record);
     if ("code" in admitted) return this.deadLetter(record, admitted);
     if (admitted.repeat) return;
@@ -177,6 +173,6 @@ export class BatchBuilder {
     }
     const from = [...this.next.values()].map((p) => ({ ...p, offset: this.reads.position(p) }));
     const applied = [...this.applied.values()].flat().map((a) => ({ key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome }));
-    return { from, to: [...this.next.values()], states: this.changes, rows, applied, output: this.output, recordCount: this.recordCount };
+    return { from, to: [...this.next.values()], states: this.changes, rows, applied, output: this.output };
   }
 }

@@ -78,8 +78,6 @@ export class Processor {
   private readonly wake = new AbortController();
   private lastOffsetCommitMs = 0;
   private partitions = 0;
-  /** Records processed since start, repeats and dead letters included. */
-  processedCount = 0;
 
   constructor(
     readonly group: AnyGroup,
@@ -237,7 +235,6 @@ export class Processor {
     for (const p of batch.to) this.positions.set(tpKey(p), p);
     if (this.cache.size + batch.states.size > this.limits.stateCacheEntriesMax) this.cache.clear();
     for (const [walletId, change] of batch.states) this.cache.set(walletId, change);
-    this.processedCount += batch.recordCount;
   }
 
   private async publish(): Promise<void> {

@@ -1,7 +1,9 @@
 // The command-line tools against a running `bun run dev` child process: they write to
 // the same embedded log (DATA_DIR), and the dev process's API shows the result.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { loadConfig } from "../../src/config.js";
 import { partitionForKey } from "../../src/log/murmur2.js";
+import { openLog } from "../../src/log/open.js";
 import { backends, eventually, runCli, spawnDev, tempDataDir, testConfig } from "../support.js";
 
 interface CheckBody {
@@ -156,6 +158,29 @@ for (const backend of await backends("CLIs")) {
       await emit(wallet, "1", ["--id", "import-2"]);
       const state = await untilCount(dev.base, wallet, 2);
       expect(state).toMatchObject({ balance: 6, rejected_deposit_count: 0 });
+    });
+
+    test("a poison record from a trusted producer lands in deposits.dlq, and the deposits after it count", async () => {
+      const wallet = "cli-poison";
+      const log = await openLog(loadConfig(env), "cli");
+      try {
+        await log.produce([{ topic: "deposits", key: wallet, value: new Uint8Array([0xff, 0xff, 0xff]), headers: { producer: "kcat" } }]);
+      } finally {
+        await log.close();
+      }
+      await emit(wallet, "7");
+      expect((await untilCount(dev.base, wallet, 1)).balance).toBe(7);
+      const letters = await eventually(async () => {
+        const run = await cli("inspect", ["deposits.dlq", "--from-beginning", "-n", "2"]);
+        expect(run.code).toBe(0);
+        return run.stdout.trim().split("\n").map((line) => JSON.parse(line));
+      }, CONVERGE_MS);
+      expect(letters.map((l) => l.value.group).sort()).toEqual(["balance", "threshold"]);
+      for (const letter of letters) {
+        expect(letter.key).toBe(wallet);
+        expect(letter.value).toMatchObject({ reason_code: "undecodable", key: wallet, headers: { producer: "kcat" }, source: { topic: "deposits" } });
+        expect(letter.value.value).toEqual({ undecodable_base64: Buffer.from([0xff, 0xff, 0xff]).toString("base64") });
+      }
     });
 
     describe("emit-deposit refuses bad input with exit code 2 and writes nothing", () => {
