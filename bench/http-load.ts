@@ -10,7 +10,7 @@ import { medianBy } from "./stats.js";
 const wrk = Bun.which("wrk");
 /** The closed-loop generator, in a word, and in full for the report. */
 export const generatorName = wrk ? "wrk" : "bench/load.ts";
-export const generator = wrk ? `wrk (${wrk}), one thread, Lua script bench/wrk/load.lua` : "bench/load.ts (Bun fetch; wrk not found on PATH)";
+export const generator = wrk ? "wrk, one thread, Lua script bench/wrk/load.lua" : "bench/load.ts (Bun fetch; wrk not found on PATH)";
 
 /** wrk's default of 2 s would count a slow answer under heavy load as an error. */
 const requestTimeoutSeconds = 10;

@@ -126,7 +126,8 @@ async function main(): Promise<number> {
     only: values.only ? selected.map((s) => s.name) : undefined,
     command: commandLine(),
     machine: m,
-    productRepo,
+    // Where the product came from, without this machine's paths.
+    productRepo: productRepo === harnessRepo ? "this checkout" : "BENCH_REPO",
     productCommit: gitCommit(productRepo),
     harnessCommit: productRepo === harnessRepo ? undefined : gitCommit(harnessRepo),
     generator,
