@@ -66,8 +66,14 @@ export class Service {
     const { views, close } = openViews(config, log);
     const guard = new LogGuard(log);
     const service = new Service(log, views, processors, close, guard);
-    views.balances.start();
-    views.flags.start();
+    for (const view of [views.balances, views.flags]) {
+      view.start();
+      // As for processors: a view that cannot go on must not answer as if all were well.
+      view.done.catch((error) => {
+        console.error("view stopped:", error);
+        process.exit(70);
+      });
+    }
     const app = createApp({
       deposits: new Emitter(guard, deposits),
       health: guard,

@@ -169,7 +169,7 @@ export class EmbeddedLog implements Log {
   }
 
   produce(batch: ProduceRecord[]): Promise<RecordPosition[]> {
-    if (this.closed) return Promise.reject(new Error("log is closed"));
+    if (this.closed) return Promise.reject(new LogUnavailableError("log is closed"));
     try {
       for (const record of batch) this.partitionOf(record);
     } catch (error) {

@@ -309,18 +309,26 @@ export class KafkaLog implements Log {
     const wanted = from.filter((p) => p.offset < ends[p.partition]!);
     if (wanted.length === 0) return;
     const consumer = this.consumer(`${this.wire("replay")}-${crypto.randomUUID()}`);
+    let failure: Error | undefined;
+    let stream: MessageStream | undefined;
+    // A failed consumer ends the replay (the stream is closed, which ends the loop) and
+    // the replay fails with its error, to be retried.
+    consumer.on("error", (error: Error) => {
+      failure ??= error;
+      void stream?.close().catch(() => {});
+    });
     try {
       // A group of one reads every partition; those not wanted start at their end.
-      const stream = await consumer.consume({
+      stream = (await consumer.consume({
         topics: [this.wire(topic)],
         mode: "manual",
         offsets: wanted.map((p) => ({ topic: this.wire(topic), partition: p.partition, offset: BigInt(p.offset) })),
         fallbackMode: "latest",
         autocommit: false,
-      });
+      })) as unknown as MessageStream;
       const remaining = new Map(wanted.map((p) => [p.partition, ends[p.partition]!]));
       let batch: LogRecord[] = [];
-      for await (const message of stream as AsyncIterable<Message>) {
+      for await (const message of stream) {
         const record = this.toRecord(message);
         const end = remaining.get(record.partition);
         if (end === undefined || record.offset >= end) continue;
@@ -332,6 +340,8 @@ export class KafkaLog implements Log {
         }
         if (remaining.size === 0) break;
       }
+      if (failure) throw unavailable("replay", failure);
+      if (remaining.size > 0) throw new LogUnavailableError(`replay of ${topic} ended before partitions ${[...remaining.keys()].join(",")} were read`);
       if (batch.length > 0) yield batch;
       await stream.close();
     } finally {
@@ -443,23 +453,35 @@ class KafkaSubscription implements Subscription {
   private wake: (() => void) | undefined;
   private failure: Error | undefined;
   private closed = false;
+  private readonly closedByUs = new WeakSet<Consumer>();
   private static readonly BUFFER_RECORDS_MAX = 5_000;
 
   constructor(private readonly log: KafkaLog, private readonly options: SubscribeOptions, private readonly onClose: () => void) {}
 
   private start(): Promise<void> {
-    this.starting ??= this.connect().catch(async (error) => {
-      // A failed start must not stay cached: the next poll tries again.
+    if (this.starting) return this.starting;
+    const consumer = this.log.consumer(this.options.group ? this.log.wire(this.options.group) : `${this.log.wire("view")}-${crypto.randomUUID()}`);
+    this.starting = this.connect(consumer).catch(async (error) => {
+      // A failed start must not stay cached: the next poll tries again. A consumer this
+      // subscription closed itself fails with "client closed": that is no verdict on
+      // the broker, and is retried like the outage that made us close it.
+      const closedByUs = this.closedByUs.has(consumer);
       await this.reset();
-      throw unavailable("consume", error);
+      throw closedByUs ? new LogUnavailableError(`consume failed: ${(error as Error)?.message}`, { cause: error }) : unavailable("consume", error);
     });
     return this.starting;
   }
 
-  private async connect(): Promise<void> {
-    const groupId = this.options.group ? this.log.wire(this.options.group) : `${this.log.wire("view")}-${crypto.randomUUID()}`;
-    const consumer = this.log.consumer(groupId);
+  private async connect(consumer: Consumer): Promise<void> {
     this.consumer = consumer;
+    // The client emits 'error' when a rejoin after a failed heartbeat fails (a broker
+    // that came back and is not the coordinator yet); unheard, it would end the process.
+    consumer.on("error", (error: Error) => {
+      // A consumer already replaced fails as it is closed: that is no news.
+      if (this.consumer !== consumer) return;
+      this.failure ??= error;
+      this.notify();
+    });
     consumer.on("consumer:group:join", (event: { assignments?: { topic: string; partitions: number[] }[] }) => this.onJoin(event.assignments ?? []));
     const stream = await consumer.consume({
       topics: this.options.topics.map((t) => this.log.wire(t)),
@@ -471,7 +493,8 @@ class KafkaSubscription implements Subscription {
     this.onJoin(consumer.assignments ?? []);
     this.stream.on("data", (message: never) => this.onMessage(message));
     this.stream.on("error", (error: never) => {
-      this.failure = error;
+      if (this.consumer !== consumer) return;
+      this.failure ??= error;
       this.notify();
     });
   }
@@ -565,6 +588,7 @@ class KafkaSubscription implements Subscription {
     this.assignment.clear();
     this.floor.clear();
     this.buffer = [];
+    if (consumer) this.closedByUs.add(consumer);
     await stream?.close().catch(() => {});
     await consumer?.close(true).catch(() => {});
   }

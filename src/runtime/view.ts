@@ -26,6 +26,8 @@ export interface TableReader<S> {
   waitFor(position: RecordPosition, timeoutMs: number): Promise<boolean>;
   status(): ViewStatus;
   start(): void;
+  /** Rejects if the view stopped on an error that is not retryable. */
+  readonly done: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -80,6 +82,7 @@ export class LocalTable<S> implements TableReader<S> {
   }
 
   start(): void {}
+  readonly done = Promise.resolve();
   async stop(): Promise<void> {}
 }
 
@@ -154,6 +157,10 @@ export class ChangelogView<S> implements TableReader<S> {
 
   start(): void {
     this.running ??= this.loop();
+  }
+
+  get done(): Promise<void> {
+    return this.running ?? Promise.resolve();
   }
 
   async stop(): Promise<void> {

@@ -9,7 +9,7 @@ import { Emitter } from "../../src/runtime/emitter.js";
 import { topicSpecs } from "../../src/runtime/group.js";
 import { deposits } from "../../src/topics/deposits.js";
 
-const noViews = { get: () => undefined, status: () => ({ caughtUp: true, asOfMs: Date.now() }), waitFor: async () => true, start() {}, async stop() {} };
+const noViews = { get: () => undefined, status: () => ({ caughtUp: true, asOfMs: Date.now() }), waitFor: async () => true, start() {}, done: Promise.resolve(), async stop() {} };
 
 function appOn(log: EmbeddedLog, depositAmountMaxMinor: bigint) {
   const guard = new LogGuard(log);
