@@ -103,8 +103,6 @@ export class EmbeddedLog implements Log {
     this.options = { durability: "full", nonBlockingAppends: false, sessionTimeoutMs: 6_000, heartbeatMs: 1_000, ...options };
     this.sqlite = openSqlite(path, { durability: this.options.durability, busyTimeoutMs: BUSY_TIMEOUT_MS });
     this.db = applyMigrations(this.sqlite, schema, LOG_MIGRATIONS);
-    // Set after migrating: two connections creating a new file may meet on the lock.
-    if (this.options.nonBlockingAppends) this.sqlite.run("PRAGMA busy_timeout = 0");
     const p = (name: string) => sql.placeholder(name);
     const head = and(eq(partitionHeads.topic, p("topic")), eq(partitionHeads.partition, p("partition")));
     this.selectHead = this.db.select({ nextOffset: partitionHeads.nextOffset }).from(partitionHeads).where(head).prepare();
@@ -218,10 +216,15 @@ export class EmbeddedLog implements Log {
     }
   }
 
-  /** Commits a group of appends in one transaction, or reports the lock taken. */
+  /**
+   * Commits a group of appends in one transaction, or reports the lock taken. A
+   * non-blocking connection asks for the lock without waiting (busy_timeout 0) for this
+   * transaction only: everything else it does may wait, as at start-up.
+   */
   private appendBatch(batch: PendingAppend[]): "done" | "busy" {
     let positions: RecordPosition[][];
     try {
+      if (this.options.nonBlockingAppends) this.sqlite.run("PRAGMA busy_timeout = 0");
       positions = this.sqlite.transaction(() => {
         const nowMs = Date.now();
         return batch.map((append) => this.appendInTransaction(append.records, nowMs));
@@ -231,6 +234,8 @@ export class EmbeddedLog implements Log {
       const failure = isBusy(error) ? new LogUnavailableError("the embedded log stayed locked by another writer", { cause: error }) : error;
       for (const append of batch) append.reject(failure);
       return "done";
+    } finally {
+      if (this.options.nonBlockingAppends) this.sqlite.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
     batch.forEach((append, i) => append.resolve(positions[i]!));
     this.announce(batch.flatMap((append) => append.records.map((r) => r.topic)));

@@ -274,6 +274,9 @@ export class KafkaLog implements Log {
       if (base <= (this.lastOffsets.get(key) ?? -1)) {
         const stale = this.producer;
         this.producer = this.newProducer();
+        // The new producer's confirmations are judged afresh: after a broker lost its
+        // data, offsets legitimately start below the old ones.
+        this.lastOffsets.clear();
         void stale.close(true).catch(() => {});
         throw new LogUnavailableError(`the broker confirmed ${key.replace("\u0000", "/")} at offset ${base}, not after ${this.lastOffsets.get(key)}: the records may not be stored`);
       }
@@ -482,7 +485,9 @@ class KafkaSubscription implements Subscription {
       this.failure ??= error;
       this.notify();
     });
-    consumer.on("consumer:group:join", (event: { assignments?: { topic: string; partitions: number[] }[] }) => this.onJoin(event.assignments ?? []));
+    consumer.on("consumer:group:join", (event: { assignments?: { topic: string; partitions: number[] }[] }) => {
+      if (this.consumer === consumer) this.onJoin(event.assignments ?? []);
+    });
     const stream = await consumer.consume({
       topics: this.options.topics.map((t) => this.log.wire(t)),
       mode: this.options.group ? "committed" : "earliest",
@@ -499,28 +504,25 @@ class KafkaSubscription implements Subscription {
     });
   }
 
+  /**
+   * Every join is a new generation of the group, and is reported as all partitions
+   * revoked and the new assignment assigned, even where they are the same: a member
+   * that was dropped (its session expired while it was cut off) and joined again may
+   * get back a partition that another member advanced meanwhile, and must restore it
+   * and position itself again rather than carry on from what it had.
+   *
+   * Changes pile up until the next poll, where the runtime applies "revoked" before
+   * "assigned"; the assignment reported is always the latest.
+   */
   private onJoin(assignments: { topic: string; partitions: number[] }[]): void {
     const now = new Set(assignments.flatMap((a) => a.partitions.map((p) => tpKey({ topic: a.topic.slice(this.log.options.topicPrefix.length), partition: p }))));
-    for (const key of now) {
-      if (this.assignment.has(key)) continue;
-      this.assignment.add(key);
-      this.changes.assigned.push(fromKey(key));
-    }
-    for (const key of [...this.assignment]) {
-      if (now.has(key)) continue;
-      this.assignment.delete(key);
-      this.floor.delete(key);
-      this.changes.revoked.push(fromKey(key));
-    }
-    // Changes pile up until the next poll, where the runtime applies "revoked" before
-    // "assigned". A partition given and taken away again in between must be reported
-    // as revoked only, or the runtime would end up holding it.
     const revoked = new Map(this.changes.revoked.map((tp) => [tpKey(tp), tp]));
-    this.changes = {
-      assigned: this.changes.assigned.filter((tp) => this.assignment.has(tpKey(tp))),
-      revoked: [...revoked.values()],
-    };
-    this.buffer = this.buffer.filter((r) => this.assignment.has(tpKey(r)));
+    for (const key of this.assignment) revoked.set(key, fromKey(key));
+    this.changes = { assigned: [...now].map(fromKey), revoked: [...revoked.values()] };
+    this.assignment.clear();
+    for (const key of now) this.assignment.add(key);
+    this.floor.clear();
+    this.buffer = [];
     this.notify();
   }
 

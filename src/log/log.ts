@@ -55,9 +55,15 @@ export interface SubscribeOptions {
   group?: string;
 }
 
+/**
+ * What a poll found. Apply `revoked` before `assigned`: a partition in both was taken
+ * away and given again (Kafka reports every new group generation so, since a member may
+ * get back a partition another member advanced meanwhile), and must be restored and
+ * positioned again.
+ */
 export interface PollResult {
   records: LogRecord[];
-  /** Partitions newly given to this member; their position is the committed offset. */
+  /** Partitions given to this member; their position is the committed offset. */
   assigned: TopicPartition[];
   /** Partitions taken away; records of them are no longer returned. */
   revoked: TopicPartition[];

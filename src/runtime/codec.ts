@@ -22,6 +22,11 @@ export class DecodeError extends Error {
 
 export const WALLET_ID_LENGTH_MAX = 128;
 export const EVENT_ID_LENGTH_MAX = 128;
+/**
+ * Ids an actor derives from another event's id, such as "threshold:<deposit id>": the
+ * id and a prefix, so longer than any id a client may send.
+ */
+export const DERIVED_EVENT_ID_LENGTH_MAX = 2 * EVENT_ID_LENGTH_MAX;
 // Event times outside years 1970 to 9999 are mistakes, and would not fit RFC 3339.
 const EVENT_TIME_MS_MAX = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 

@@ -1,7 +1,8 @@
 import type { EmbeddedLog } from "../log/embedded.js";
-import type { Producer } from "../log/log.js";
+import type { Producer, RecordPosition, TopicAdmin } from "../log/log.js";
 import type { StateStore } from "../store/state-store.js";
 import type { Batch } from "./batch.js";
+import { changelogTopic } from "./topic.js";
 
 /**
  * How a processor makes a batch's effects permanent: its state, its progress and its
@@ -14,9 +15,10 @@ export interface Committer {
   commit(owner: string, batch: Batch): void;
   /**
    * Sends output that is committed but not yet in the log, for the input partitions
-   * this instance holds. Resolves once the log has it.
+   * this instance holds. Resolves once the log has it, with the partitions found to
+   * have been written by another instance meanwhile: they must be restored again.
    */
-  publish(owner: string, held: ReadonlySet<number>): Promise<void>;
+  publish(owner: string, held: ReadonlySet<number>): Promise<number[]>;
 }
 
 /**
@@ -41,7 +43,9 @@ export class SharedCommitter implements Committer {
     this.log.announce(records.map((r) => r.topic));
   }
 
-  async publish(): Promise<void> {}
+  async publish(): Promise<number[]> {
+    return [];
+  }
 }
 
 /** Records one publish carries at most; one batch's output is never split. */
@@ -51,14 +55,23 @@ const PUBLISH_RECORDS_MAX = 20_000;
  * On Kafka the state lives in this instance's state.db: the batch's state, progress
  * and output (an outbox, per input partition) commit in one SQLite transaction, then
  * the outbox is produced and deleted. A crash in between produces it again after the
- * restart; consumers dedupe by event id, and changelog readers by version. An instance
- * sends only the outbox of partitions it holds: when a partition comes back, restore
- * decides whether what it kept is still news (see restore.ts).
+ * restart; consumers dedupe by event id, and changelog readers by version.
+ *
+ * Two rules keep a publish honest when it is cut short or comes late:
+ * - The emits and dead letters go first, the changelog (rows, then the batch record)
+ *   after them: a produce spans partitions and is not atomic, and a batch record in
+ *   the changelog is what tells a restoring instance the batch was delivered.
+ * - An instance writes to a partition's changelog only while that changelog ends
+ *   where this instance last left it. If someone else wrote to it (the partition moved
+ *   while this instance was cut off), its outbox is not sent: the partition is
+ *   restored again, which decides whether the outbox is still news (see restore.ts).
+ *   This narrows a cut-off instance's window to one round trip to the broker; only
+ *   transactional producers would close it.
  */
 export class OutboxCommitter implements Committer {
   readonly restoresOnAssign = true;
 
-  constructor(private readonly log: Producer, private readonly store: StateStore) {}
+  constructor(private readonly log: Producer & Pick<TopicAdmin, "endOffsets">, private readonly store: StateStore) {}
 
   commit(owner: string, batch: Batch): void {
     this.store.transaction(() => {
@@ -67,11 +80,29 @@ export class OutboxCommitter implements Committer {
     });
   }
 
-  async publish(owner: string, held: ReadonlySet<number>): Promise<void> {
+  async publish(owner: string, held: ReadonlySet<number>): Promise<number[]> {
     const entries = this.store.outbox(owner, held, PUBLISH_RECORDS_MAX);
-    if (entries.length === 0) return;
-    // One produce: each partition's records go in one request, rows with their batch record.
-    await this.log.produce(entries.flatMap((e) => e.records));
-    this.store.deleteOutbox(entries.map((e) => e.id));
+    if (entries.length === 0) return [];
+    const changelog = changelogTopic(owner);
+    const ends = await this.log.endOffsets(changelog);
+    const lost = new Set(entries.map((e) => e.partition).filter((p) => ends[p] !== this.store.progress(owner, { topic: changelog, partition: p })));
+    const sending = entries.filter((e) => !lost.has(e.partition));
+    if (sending.length > 0) {
+      const records = sending.flatMap((e) => e.records);
+      await this.log.produce(records.filter((r) => r.topic !== changelog));
+      const written = await this.log.produce(records.filter((r) => r.topic === changelog));
+      this.store.transaction(() => {
+        this.store.deleteOutbox(sending.map((e) => e.id));
+        this.store.writeProgress(owner, endsAfter(written));
+      });
+    }
+    return [...lost];
   }
+}
+
+/** The next offset after the last of `positions`, per partition. */
+function endsAfter(positions: RecordPosition[]): RecordPosition[] {
+  const ends = new Map<number, RecordPosition>();
+  for (const p of positions) if ((ends.get(p.partition)?.offset ?? -1) < p.offset + 1) ends.set(p.partition, { ...p, offset: p.offset + 1 });
+  return [...ends.values()];
 }

@@ -35,6 +35,25 @@ export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
   stateCacheEntriesMax: 100_000,
 };
 
+/**
+ * Output bytes one batch may send to one partition. The broker refuses a record batch
+ * over its message.max.bytes (1 MiB by default); half of that leaves room for its
+ * framing and for records larger than the estimate.
+ */
+export const OUTPUT_PARTITION_BYTES_MAX = 512 * 1024;
+
+/** The most bytes a batch's output sends to one topic partition (keys and values). */
+function largestOutputBytes(batch: Batch): number {
+  const bytes = new Map<string, number>();
+  for (const records of batch.output.values()) {
+    for (const r of records) {
+      const key = `${r.topic}\u0000${r.partition}`;
+      bytes.set(key, (bytes.get(key) ?? 0) + r.key.length * 3 + r.value.byteLength);
+    }
+  }
+  return Math.max(0, ...bytes.values());
+}
+
 /** Points where tests inject crashes; each is called synchronously at that point. */
 export interface FaultPoints {
   beforeCommit?(): void;
@@ -139,21 +158,25 @@ export class Processor {
     });
   }
 
-  /** One poll and, if records came, one batch. Public so tests can drive the runtime step by step. */
+  /**
+   * One poll and, if records came, one batch. Public so tests can drive the runtime
+   * step by step. The poll comes first, so that partitions taken away are known before
+   * anything is sent for them.
+   */
   async step(maxWaitMs: number): Promise<number> {
     this.subscription ??= this.log.subscribe({ topics: this.group.inputs.map((i) => i.topic.name), group: this.group.name });
-    await this.publish();
     const room = this.limits.batchRecordsMax - this.backlog.length;
     const poll = room > 0 ? await this.subscription.poll(room, maxWaitMs) : { records: [], assigned: [], revoked: [] };
     this.revoke(poll.revoked);
     for (const tp of poll.assigned) this.unready.set(tpKey(tp), tp);
     for (const record of poll.records) this.backlog.push(record);
     if (poll.revoked.length > 0) this.backlog = this.backlog.filter((r) => this.positions.has(tpKey(r)) || this.unready.has(tpKey(r)));
+    await this.publish();
     await this.makeReady();
-    const records = this.readyRecords();
-    if (records.length === 0) return 0;
+    const ready = this.readyRecords();
+    if (ready.length === 0) return 0;
     this.partitions ||= await this.log.partitionCount(this.group.inputs[0]!.topic.name);
-    const batch = this.build(records);
+    const { records, batch } = this.build(ready);
     this.faults.beforeCommit?.();
     this.committer.commit(this.group.name, batch);
     this.settle(records, batch);
@@ -210,15 +233,24 @@ export class Processor {
     return records;
   }
 
-  private build(records: LogRecord[]): Batch {
+  /**
+   * Runs the actor over the records. The output a batch sends to one partition goes in
+   * one request to the broker, which refuses a request over its size limit (1 MiB by
+   * default): a batch whose output to one partition passes OUTPUT_PARTITION_BYTES_MAX
+   * is built again from its first half, the rest waiting for the next batch.
+   */
+  private build(ready: LogRecord[]): { records: LogRecord[]; batch: Batch } {
     const owner = this.group.name;
-    const builder = new BatchBuilder(this.group, this.actor, this.partitions, {
-      state: (walletId) => this.state(walletId),
-      appliedFingerprint: (walletId, eventId) => this.store.appliedEvent(owner, walletId, eventId)?.fingerprint,
-      position: (tp) => this.positions.get(tpKey(tp))?.offset ?? 0,
-    });
-    for (const record of records) builder.add(record);
-    return builder.finish();
+    for (let records = ready; ; records = records.slice(0, Math.ceil(records.length / 2))) {
+      const builder = new BatchBuilder(this.group, this.actor, this.partitions, {
+        state: (walletId) => this.state(walletId),
+        appliedFingerprint: (walletId, eventId) => this.store.appliedEvent(owner, walletId, eventId)?.fingerprint,
+        position: (tp) => this.positions.get(tpKey(tp))?.offset ?? 0,
+      });
+      for (const record of records) builder.add(record);
+      const batch = builder.finish();
+      if (records.length === 1 || largestOutputBytes(batch) <= OUTPUT_PARTITION_BYTES_MAX) return { records, batch };
+    }
   }
 
   private state(walletId: string): unknown {
@@ -237,9 +269,20 @@ export class Processor {
     for (const [walletId, change] of batch.states) this.cache.set(walletId, change);
   }
 
+  /**
+   * Sends the committed output of the partitions this instance holds. A partition whose
+   * changelog someone else wrote meanwhile is made unready, to be restored again.
+   */
   private async publish(): Promise<void> {
     if (this.positions.size === 0) return;
-    await this.committer.publish(this.group.name, new Set([...this.positions.values()].map((p) => p.partition)));
+    const lost = await this.committer.publish(this.group.name, new Set([...this.positions.values()].map((p) => p.partition)));
+    if (lost.length === 0) return;
+    console.warn(`[${this.group.name}] partitions ${lost.join(",")} were written by another instance: restoring them again`);
+    for (const [key, position] of this.positions) {
+      if (!lost.includes(position.partition)) continue;
+      this.positions.delete(key);
+      this.unready.set(key, { topic: position.topic, partition: position.partition });
+    }
   }
 
   private async maybeCommitOffsets(): Promise<void> {

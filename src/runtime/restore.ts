@@ -1,6 +1,7 @@
 import type { Log, RecordPosition } from "../log/log.js";
 import type { AppliedId, StateStore, TableRow } from "../store/state-store.js";
-import { decodeChangelog, versionOf, type Through } from "./changelog.js";
+import { partitionForKey } from "../log/murmur2.js";
+import { decodeChangelog, type Through } from "./changelog.js";
 import { DecodeError } from "./codec.js";
 import type { AnyGroup } from "./group.js";
 
@@ -44,17 +45,19 @@ const throughTopic = (group: AnyGroup, input: string) => `${group.changelog}@${i
  * again nor re-read.
  *
  * Output this instance committed but never sent (it crashed in between) is still in
- * its outbox. If the changelog has caught up with or passed the local progress
- * (another instance applied the same input meanwhile), that output is stale and
- * dropped: a compacted topic keeps the last record written, not the newest version.
- * Otherwise it is sent at the next publish. Returns the number of records read.
+ * its outbox. If the changelog has caught up with or passed the local progress, input
+ * by input (another instance applied the same input meanwhile), that output is stale
+ * and dropped: a compacted topic keeps the last record written, not the newest version.
+ * If the local progress is ahead, it is sent at the next publish. If each has applied
+ * input the other has not, the partition is rebuilt from the changelog. Returns the
+ * number of records read.
  */
 export async function restorePartitions(group: AnyGroup, log: Log, store: StateStore, partitions: number[]): Promise<number> {
   const owner = group.name;
   const inputs = group.inputs.map((i) => i.topic.name);
   const from = partitions.map((partition) => ({ topic: group.changelog, partition, offset: store.progress(owner, { topic: group.changelog, partition }) }));
   await checkNotAhead(owner, log, from);
-  const through = new Map(partitions.map((p) => [p, new Map(inputs.map((topic) => [topic, store.progress(owner, { topic: throughTopic(group, topic), partition: p })]))]));
+  const through = new Map<number, Through>(partitions.map((p) => [p, new Map(inputs.map((topic) => [topic, store.progress(owner, { topic: throughTopic(group, topic), partition: p })]))]));
   let restored = 0;
   let skipped = 0;
   for await (const batch of log.replay(group.changelog, from)) {
@@ -64,6 +67,9 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
       let entry;
       try {
         entry = decodeChangelog(record.key, record.value);
+        // A row this group cannot read would stop it later, at every restart: skip it
+        // here, as views do, and the wallet keeps its last good value.
+        if (entry.kind === "row") group.table.codec.decode(entry.value);
       } catch (error) {
         if (!(error instanceof DecodeError)) throw error;
         skipped++;
@@ -75,25 +81,52 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
         continue;
       }
       for (const e of entry.events) applied.push({ key: e.walletId, eventId: e.eventId, fingerprint: e.fingerprint, outcome: e.outcome });
-      const reached = through.get(record.partition)!;
-      if (versionOf(entry.through) > versionOf(reached)) through.set(record.partition, new Map(entry.through));
+      through.set(record.partition, furthest(through.get(record.partition)!, entry.through));
     }
     const positions = [...lastPositions(batch), ...throughPositions(group, through)];
     store.merge(owner, [...rows.values()], applied, positions);
     restored += batch.length;
   }
   if (skipped > 0) console.warn(`[${owner}] skipped ${skipped} undecodable changelog records while restoring`);
-  for (const partition of partitions) resume(group, store, partition, through.get(partition)!);
-  return restored;
+  const diverged = partitions.filter((partition) => resume(group, store, partition, through.get(partition)!) === "diverged");
+  if (diverged.length === 0) return restored;
+  // This instance and the changelog each applied input the other did not (a group of
+  // several inputs, read in another order by an instance that took the partition over
+  // meanwhile): neither history contains the other. The changelog is the published one:
+  // this instance's state of those partitions is dropped and rebuilt from it.
+  console.warn(`[${owner}] partitions ${diverged.join(",")} diverged from their changelog: rebuilding them from it`);
+  const count = await log.partitionCount(group.changelog);
+  for (const partition of diverged) store.dropPartition(owner, partition, (key) => partitionForKey(key, count), [...group.inputs.map((i) => i.topic.name), group.changelog, ...inputs.map((t) => throughTopic(group, t))]);
+  return restored + (await restorePartitions(group, log, store, diverged));
 }
 
-/** Picks the progress a restored partition resumes from, and drops a stale outbox. */
-function resume(group: AnyGroup, store: StateStore, partition: number, changelog: Through): void {
+/**
+ * Picks the progress a restored partition resumes from. If the changelog has applied
+ * at least what this instance has, input by input, the changelog wins and any outbox
+ * is stale; if this instance has applied at least what the changelog has, it keeps its
+ * progress and its outbox is still to be sent; otherwise the two diverged.
+ */
+function resume(group: AnyGroup, store: StateStore, partition: number, changelog: Through): "changelog" | "local" | "diverged" {
   const owner = group.name;
   const local = new Map(group.inputs.map((i) => [i.topic.name, store.progress(owner, { topic: i.topic.name, partition })]));
-  if (versionOf(changelog) < versionOf(local)) return;
-  store.deleteOutboxOf(owner, partition);
-  store.transaction(() => store.writeProgress(owner, [...changelog].map(([topic, offset]) => ({ topic, partition, offset }))));
+  if (covers(changelog, local)) {
+    store.deleteOutboxOf(owner, partition);
+    store.transaction(() => store.writeProgress(owner, [...changelog].map(([topic, offset]) => ({ topic, partition, offset }))));
+    return "changelog";
+  }
+  return covers(local, changelog) ? "local" : "diverged";
+}
+
+/** Whether `a` has read at least as far as `b` in every input. */
+function covers(a: Through, b: Through): boolean {
+  return [...b].every(([topic, offset]) => (a.get(topic) ?? 0) >= offset);
+}
+
+/** The further of two progresses, input by input. */
+export function furthest(a: Through, b: Through): Through {
+  const out = new Map(a);
+  for (const [topic, offset] of b) out.set(topic, Math.max(offset, out.get(topic) ?? 0));
+  return out;
 }
 
 function throughPositions(group: AnyGroup, through: Map<number, Through>): RecordPosition[] {

@@ -2,11 +2,12 @@ import type { Log, LogRecord, RecordPosition, Subscription } from "../log/log.js
 import type { StateStore, TableRow } from "../store/state-store.js";
 import { Signal } from "../signal.js";
 import { tpKey } from "./batch.js";
-import { decodeChangelog, versionOf, type Through } from "./changelog.js";
+import { decodeChangelog, type Through } from "./changelog.js";
 import type { Codec } from "./codec.js";
 import { DecodeError } from "./codec.js";
 import { Backoff, isRetryable } from "./errors.js";
 import type { Group } from "./group.js";
+import { furthest } from "./restore.js";
 
 /** How fresh a view is: whether it has caught up since it started, and up to when it is known complete. */
 export interface ViewStatus {
@@ -241,7 +242,7 @@ export class ChangelogView<S> implements TableReader<S> {
       const entry = this.decode(record);
       if (!entry) continue;
       if (entry.kind === "batch") {
-        if (versionOf(entry.through) > versionOf(through.get(record.partition) ?? new Map())) through.set(record.partition, entry.through);
+        through.set(record.partition, furthest(through.get(record.partition) ?? new Map(), entry.through));
         continue;
       }
       const held = rows.get(entry.walletId);

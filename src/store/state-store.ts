@@ -223,16 +223,30 @@ export class StateStore {
     }));
   }
 
-  /** Forgets outbox entries once the log has stored them. */
+  /** Forgets outbox entries once the log has stored them. Call it inside `transaction`. */
   deleteOutbox(ids: number[]): void {
-    this.transaction(() => {
-      for (const id of ids) this.deleteOutboxRow.run({ id });
-    });
+    for (const id of ids) this.deleteOutboxRow.run({ id });
   }
 
   /** Drops the outbox of one source partition: the changelog already has newer news. */
   deleteOutboxOf(owner: string, partition: number): void {
     this.db.delete(outbox).where(and(eq(outbox.owner, owner), eq(outbox.partition, partition))).run();
+  }
+
+  /**
+   * Forgets what `owner` holds of one partition (its wallets' rows and applied ids, the
+   * outbox, and the progress on `topics`), to rebuild it from the changelog. A rare
+   * path: it reads every key of the owner to find the partition's.
+   */
+  dropPartition(owner: string, partition: number, partitionOf: (key: string) => number, topics: string[]): void {
+    this.transaction(() => {
+      for (const table of [tableRows, appliedEvents]) {
+        const keys = this.db.selectDistinct({ key: table.key }).from(table).where(eq(table.owner, owner)).all().map((r) => r.key).filter((key) => partitionOf(key) === partition);
+        for (const key of keys) this.db.delete(table).where(and(eq(table.owner, owner), eq(table.key, key))).run();
+      }
+      this.db.delete(outbox).where(and(eq(outbox.owner, owner), eq(outbox.partition, partition))).run();
+      for (const topic of topics) this.db.delete(progress).where(and(eq(progress.owner, owner), eq(progress.topic, topic), eq(progress.partition, partition))).run();
+    });
   }
 
   /** Forgets everything `owner` holds (its table, applied ids, progress, outbox), to rebuild it. */

@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { FlagChange, FlagReason } from "../../actors/types.js";
 import { FlagEventSchema, FlagReason as FlagReasonPb } from "../gen/depositaja/v1/events_pb.js";
-import { checkId, decoding, DecodeError, EVENT_ID_LENGTH_MAX, toMs, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import { checkId, decoding, DecodeError, DERIVED_EVENT_ID_LENGTH_MAX, toMs, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
 import { defineTopic } from "../runtime/topic.js";
 
 const reasonToPb: Record<FlagReason, FlagReasonPb> = { threshold: FlagReasonPb.THRESHOLD, manual: FlagReasonPb.MANUAL };
@@ -40,7 +40,8 @@ export const flags = defineTopic<FlagChange>({
       decoding(() => {
         const m = fromBinary(FlagEventSchema, bytes);
         const change: FlagChange = {
-          eventId: checkId(m.eventId, "event_id", EVENT_ID_LENGTH_MAX),
+          // Threshold flags derive their id from the deposit's, which may be 128 long.
+          eventId: checkId(m.eventId, "event_id", DERIVED_EVENT_ID_LENGTH_MAX),
           walletId: checkId(m.walletId, "wallet_id", WALLET_ID_LENGTH_MAX),
           flagged: m.flagged,
           reason: flagReasonFromPb(m.reason),

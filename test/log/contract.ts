@@ -109,10 +109,12 @@ export function logContract(name: string, open: () => Promise<LogUnderTest>): vo
       const a = t.log.subscribe({ topics: [name], group });
       const b = other.subscribe({ topics: [name], group });
       const owned = { a: new Set<number>(), b: new Set<number>() };
+      // As the runtime does: revoked first, then assigned (a partition in both was
+      // taken away and given again).
       const track = async (sub: Subscription, set: Set<number>) => {
         const r = await sub.poll(10, 100);
-        for (const tp of r.assigned) set.add(tp.partition);
         for (const tp of r.revoked) set.delete(tp.partition);
+        for (const tp of r.assigned) set.add(tp.partition);
       };
       const deadline = Date.now() + 30_000;
       while (Date.now() < deadline && !(owned.a.size > 0 && owned.b.size > 0 && owned.a.size + owned.b.size === PARTITIONS)) {

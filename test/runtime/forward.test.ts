@@ -6,11 +6,10 @@ import fc from "fast-check";
 import type { Actor } from "../../actors/types.js";
 import { DeadLetterSchema } from "../../src/gen/depositaja/v1/runtime_pb.js";
 import { partitionForKey } from "../../src/log/murmur2.js";
-import { DecodeError } from "../../src/runtime/codec.js";
 import { defineGroup, on, to } from "../../src/runtime/group.js";
 import type { FaultPoints } from "../../src/runtime/processor.js";
 import { defineTopic } from "../../src/runtime/topic.js";
-import { Harness, PARTITIONS, type Mode } from "./harness.js";
+import { Harness, PARTITIONS, type Mode, jsonCodec } from "./harness.js";
 
 /** A hop of a relay: `amount` for `wallet`, then `hopsLeft` more hops along the ring. */
 interface Hop {
@@ -20,16 +19,7 @@ interface Hop {
   hopsLeft: number;
 }
 
-const json = {
-  encode: (value: unknown) => new TextEncoder().encode(JSON.stringify(value)),
-  decode: (bytes: Uint8Array) => {
-    try {
-      return JSON.parse(new TextDecoder().decode(bytes));
-    } catch {
-      throw new DecodeError("undecodable", "not JSON");
-    }
-  },
-};
+const json = jsonCodec;
 
 // Test topics carry JSON; the schema is what `inspect` would print them with, unused here.
 const hops = defineTopic<Hop>({

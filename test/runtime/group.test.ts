@@ -5,28 +5,18 @@ import type { Actor } from "../../actors/types.js";
 import { DeadLetterSchema } from "../../src/gen/depositaja/v1/runtime_pb.js";
 import { balance, flagger, GROUPS, threshold } from "../../src/groups/index.js";
 import { topicCatalog } from "../../src/runtime/catalog.js";
-import { DecodeError } from "../../src/runtime/codec.js";
 import { AssertionError } from "../../src/runtime/errors.js";
 import { defineGroup, on, selectGroups, to, topicSpecs, validateGroups, type GroupSpec } from "../../src/runtime/group.js";
 import { defineTopic, type Topic } from "../../src/runtime/topic.js";
 import { deposits } from "../../src/topics/deposits.js";
-import { Harness } from "./harness.js";
+import { Harness, jsonCodec } from "./harness.js";
 
 interface Note {
   id: string;
   wallet: string;
 }
 
-const json = {
-  encode: (value: unknown) => new TextEncoder().encode(JSON.stringify(value)),
-  decode: (bytes: Uint8Array) => {
-    try {
-      return JSON.parse(new TextDecoder().decode(bytes));
-    } catch {
-      throw new DecodeError("undecodable", "not JSON");
-    }
-  },
-};
+const json = jsonCodec;
 
 const topic = (name: string): Topic<Note> =>
   defineTopic<Note>({ name, codec: json, schema: DeadLetterSchema, key: (n) => n.wallet, identity: (n) => ({ id: n.id, fingerprint: "" }), conflictCode: "note_id_reused" });

@@ -6,7 +6,21 @@ import { topicSpecs, type AnyGroup } from "../../src/runtime/group.js";
 import { DEFAULT_PROCESSOR_LIMITS, Processor, type FaultPoints } from "../../src/runtime/processor.js";
 import { StateStore } from "../../src/store/state-store.js";
 import { openSqlite } from "../../src/store/sqlite.js";
+import { DecodeError } from "../../src/runtime/codec.js";
 import { testConfig } from "../support.js";
+
+/** A codec for the test groups' own topics and tables: JSON, any value. */
+export const jsonCodec = {
+  encode: (value: unknown) => new TextEncoder().encode(JSON.stringify(value)),
+  // biome-ignore lint: test values are whatever the test put in.
+  decode: (bytes: Uint8Array): any => {
+    try {
+      return JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      throw new DecodeError("undecodable", "not JSON");
+    }
+  },
+};
 
 export const PARTITIONS = 3;
 export const config: Config = testConfig(":memory:", { PARTITIONS: String(PARTITIONS) });

@@ -79,7 +79,7 @@ export type FlagEvent = Message<"depositaja.v1.FlagEvent"> & {
   /**
    * Unique per wallet; consumers apply an event id at most once. Threshold events
    * derive it from the deposit that breached ("threshold:<deposit_id>"), so a detector
-   * that replays after a crash emits the same id again.
+   * that replays after a crash emits the same id again. At most 256 characters.
    *
    * @generated from field: string event_id = 1;
    */
