@@ -121,9 +121,10 @@ export interface ProcessorProcess {
   cleanup(): void;
 }
 
-export function spawnProcessor(env: Record<string, string>): ProcessorProcess {
-  const data = tempDataDir();
-  const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/processor.ts")], {
+/** A `processor` child on a DATA_DIR of its own, or on `options.dataDir` (not removed by cleanup). */
+export function spawnProcessor(env: Record<string, string>, options: { dataDir?: string; args?: string[] } = {}): ProcessorProcess {
+  const data = options.dataDir ? { dir: options.dataDir, cleanup() {} } : tempDataDir();
+  const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/processor.ts"), ...(options.args ?? [])], {
     cwd: REPO_DIR,
     env: { ...process.env, ...env, DATA_DIR: data.dir },
     stdout: "pipe",
