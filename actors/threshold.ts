@@ -1,4 +1,4 @@
-import { invalidAmount } from "./balance.js";
+import { invalidAmount } from "./wallet.js";
 import type { Actor, DepositEvent, FlagChange } from "./types.js";
 import { heaviestWindowContaining, insertSorted, lowerBound, type WindowEntry } from "./window.js";
 

@@ -31,10 +31,28 @@ export interface FlagChange {
  * a stable code saying why. A refused event leaves the state as it was, apart from
  * counters the actor keeps.
  */
-export interface Decided<S, Out> {
+export interface Decided<S, Out, R = never> {
   state: S;
   emits: Out[];
   rejection?: string;
+  /**
+   * What the group keeps of this decision with the event's id (an operation and its
+   * ledger entry), for later lookups through the context and for the API's reads.
+   */
+  record?: R;
+}
+
+/**
+ * What an actor may read besides its state, all of it deterministic: the same input
+ * gives the same context on every replay of an uncommitted batch.
+ */
+export interface ActorContext<R = never> {
+  /** The processor's clock when the batch was built; use it only through state (e.g. max with the last). */
+  readonly nowMs: number;
+  /** Where the event's record is: "<topic>:<partition>:<offset>". */
+  readonly position: string;
+  /** The record kept for an event id of this wallet, if one was decided before. */
+  recorded(eventId: string): R | undefined;
 }
 
 /**
@@ -46,9 +64,14 @@ export interface Terminal {
   terminal: { code: string; message: string };
 }
 
-export type Outcome<S, Out> = Decided<S, Out> | Terminal;
+/** A context with nothing recorded before, for actors driven outside the runtime (tests). */
+export function freshContext<R = never>(nowMs = 0, recorded: ReadonlyMap<string, R> = new Map()): ActorContext<R> {
+  return { nowMs, position: "test:0:0", recorded: (id) => recorded.get(id) };
+}
 
-export function isTerminal<S, Out>(outcome: Outcome<S, Out>): outcome is Terminal {
+export type Outcome<S, Out, R = never> = Decided<S, Out, R> | Terminal;
+
+export function isTerminal<S, Out, R>(outcome: Outcome<S, Out, R>): outcome is Terminal {
   return "terminal" in outcome;
 }
 
@@ -61,8 +84,8 @@ export function terminal(code: string, message: string): Terminal {
  * event always give the same outcome, which is what makes redelivery and replay safe.
  * It may throw only for a broken invariant, which stops the process.
  */
-export interface Actor<S, In, Out> {
+export interface Actor<S, In, Out, R = never> {
   readonly name: string;
   initial(): S;
-  handle(state: S, event: In): Outcome<S, Out>;
+  handle(state: S, event: In, context: ActorContext<R>): Outcome<S, Out, R>;
 }

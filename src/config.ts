@@ -13,6 +13,8 @@ export interface Config {
   depositAmountMaxMinor: bigint;
   /** Inclusive maximum of a balance, minor units; deposits past it are rejected. */
   balanceMaxMinor: bigint;
+  /** Inclusive maximum of a wallet's credit limit, minor units. */
+  creditLimitMaxMinor: bigint;
   threshold: ThresholdConfig;
   /** How often an embedded-log consumer looks for records written by other processes. */
   embeddedPollMs: number;
@@ -80,6 +82,7 @@ export function loadConfig(env: Env = process.env): Config {
     partitions: integer(env, "PARTITIONS", 12, 1, 1024),
     depositAmountMaxMinor: amount(env, "DEPOSIT_AMOUNT_MAX", "1000000000"),
     balanceMaxMinor: amount(env, "BALANCE_MAX", "1000000000000000"),
+    creditLimitMaxMinor: 0n,
     threshold: {
       amountMinor: amount(env, "THRESHOLD_AMOUNT", "10000"),
       windowMs: integer(env, "THRESHOLD_WINDOW_SECONDS", 120, 1, 31 * 86400) * 1000,
@@ -95,6 +98,10 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (config.balanceMaxMinor > INT64_MAX / 2n) throw new Error("BALANCE_MAX is too large for int64 balances");
   if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");
+  // By default as large as a deposit may be (never more than a balance may be).
+  const creditDefault = config.depositAmountMaxMinor < config.balanceMaxMinor ? config.depositAmountMaxMinor : config.balanceMaxMinor;
+  config.creditLimitMaxMinor = env.CREDIT_LIMIT_MAX ? amount(env, "CREDIT_LIMIT_MAX", "0") : creditDefault;
+  if (config.creditLimitMaxMinor > config.balanceMaxMinor) throw new Error("CREDIT_LIMIT_MAX must not exceed BALANCE_MAX");
   // A window holds at most THRESHOLD_ENTRIES_MAX deposits plus the new one; its sum is
   // carried as int64 in flag events.
   if (BigInt(config.threshold.entriesMax + 1) * config.depositAmountMaxMinor > INT64_MAX) {

@@ -1,4 +1,4 @@
-import type { BalanceState } from "../actors/balance.js";
+import type { OperationRecord, WalletState } from "../actors/wallet.js";
 import type { FlagState } from "../actors/flagger.js";
 import type { Config } from "./config.js";
 import { balance, flagger } from "./groups/index.js";
@@ -12,7 +12,7 @@ import type { AnyGroup, Group } from "./runtime/group.js";
 import { ProcessorHost, WorkerProcessors, type Processors } from "./runtime/host.js";
 import { ChangelogView, LocalTable, type TableReader } from "./runtime/view.js";
 import { StateStore } from "./store/state-store.js";
-import { deposits } from "./topics/deposits.js";
+import { commands } from "./topics/commands.js";
 
 export interface ServiceOptions {
   /** Serve the HTTP API (and keep the views it reads). */
@@ -27,7 +27,7 @@ export interface ServiceOptions {
 
 /** The views the API reads. */
 export interface Views {
-  balances: TableReader<BalanceState>;
+  balances: TableReader<WalletState, OperationRecord>;
   flags: TableReader<FlagState>;
 }
 
@@ -75,10 +75,11 @@ export class Service {
       });
     }
     const app = createApp({
-      deposits: new Emitter(guard, deposits),
+      commands: new Emitter(guard, commands),
       health: guard,
       ...views,
       depositAmountMaxMinor: config.depositAmountMaxMinor,
+      creditLimitMaxMinor: config.creditLimitMaxMinor,
       checkAfterWaitMs: config.checkAfterWaitMs,
     });
     service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: MAX_REQUEST_BODY_BYTES });
@@ -118,7 +119,7 @@ function openViews(config: Config, log: Log): { views: Views; close(): void } {
     return { views: { balances: new LocalTable(balance, store), flags: new LocalTable(flagger, store) }, close: () => {} };
   }
   const store = StateStore.open(config.dataDir, "views.db");
-  const view = <S>(group: Group<S, unknown, unknown>) => new ChangelogView(group, log, store);
+  const view = <S, R>(group: Group<S, unknown, unknown, R>) => new ChangelogView(group, log, store);
   return { views: { balances: view(balance), flags: view(flagger) }, close: () => store.close() };
 }
 

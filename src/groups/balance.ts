@@ -1,46 +1,122 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { balanceActor, type BalanceState } from "../../actors/balance.js";
-import type { DepositEvent } from "../../actors/types.js";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { walletActor, type LedgerEntry, type OperationRecord, type WalletInput, type WalletState } from "../../actors/wallet.js";
+import { OperationRecordSchema } from "../gen/depositaja/v1/ledger_pb.js";
 import { BalanceTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
-import { decoding } from "../runtime/codec.js";
-import { defineGroup, on } from "../runtime/group.js";
+import { decoding, toMs } from "../runtime/codec.js";
+import type { Codec } from "../runtime/codec.js";
+import { defineGroup, on, to } from "../runtime/group.js";
+import { commands } from "../topics/commands.js";
 import { deposits } from "../topics/deposits.js";
+import { flags } from "../topics/flags.js";
+import { ledger, operationKindFromPb, operationKindToPb } from "../topics/ledger.js";
 import { optionalMs, optionalTimestamp } from "./time.js";
 
-/** The collector: the balance of each wallet, and the deposits it counted or refused. */
-export const balance = defineGroup<BalanceState, DepositEvent, never>({
+const tableCodec: Codec<WalletState> = {
+  encode: (s) =>
+    toBinary(BalanceTableValueSchema, create(BalanceTableValueSchema, {
+      balanceMinor: s.balanceMinor,
+      depositCount: BigInt(s.depositCount),
+      rejectedCount: BigInt(s.rejectedCount),
+      lastDepositId: s.lastDepositId,
+      lastDepositTime: optionalTimestamp(s.lastDepositTimeMs),
+      lastRejectionCode: s.lastRejectionCode,
+      heldMinor: s.heldMinor,
+      creditLimitMinor: s.creditLimitMinor,
+      flagged: s.flagged,
+      withdrawalCount: BigInt(s.withdrawalCount),
+      reversalCount: BigInt(s.reversalCount),
+      rejectedOperationCount: BigInt(s.rejectedOperationCount),
+      entryCount: BigInt(s.entryCount),
+      lastRecordedTime: optionalTimestamp(s.lastRecordedMs === 0 ? null : s.lastRecordedMs),
+    })),
+  decode: (bytes) =>
+    decoding(() => {
+      const m = fromBinary(BalanceTableValueSchema, bytes);
+      return {
+        balanceMinor: m.balanceMinor,
+        heldMinor: m.heldMinor,
+        creditLimitMinor: m.creditLimitMinor,
+        flagged: m.flagged,
+        depositCount: Number(m.depositCount),
+        withdrawalCount: Number(m.withdrawalCount),
+        reversalCount: Number(m.reversalCount),
+        rejectedCount: Number(m.rejectedCount),
+        rejectedOperationCount: Number(m.rejectedOperationCount),
+        lastDepositId: m.lastDepositId,
+        lastDepositTimeMs: optionalMs(m.lastDepositTime),
+        lastRejectionCode: m.lastRejectionCode,
+        entryCount: Number(m.entryCount),
+        lastRecordedMs: optionalMs(m.lastRecordedTime) ?? 0,
+      };
+    }),
+};
+
+/** OperationRecord (ledger.proto): how the group keeps each decision with its id. */
+export const operationRecordCodec: Codec<OperationRecord> = {
+  encode: (r) =>
+    toBinary(OperationRecordSchema, create(OperationRecordSchema, {
+      kind: operationKindToPb(r.kind),
+      amountMinor: r.amountMinor,
+      reason: r.reason,
+      createdTime: timestampFromMs(r.createdMs),
+      decidedTime: timestampFromMs(r.decidedMs),
+      description: r.description,
+      reference: r.reference,
+      position: r.position,
+      entryId: BigInt(r.entryId),
+      balanceAfterMinor: r.balanceAfterMinor,
+      reversalOf: r.reversalOf,
+    })),
+  decode: (bytes) =>
+    decoding(() => {
+      const m = fromBinary(OperationRecordSchema, bytes);
+      return {
+        kind: operationKindFromPb(m.kind),
+        amountMinor: m.amountMinor,
+        reason: m.reason,
+        createdMs: toMs(m.createdTime, "created_time"),
+        decidedMs: toMs(m.decidedTime, "decided_time"),
+        description: m.description,
+        reference: m.reference,
+        position: m.position,
+        entryId: Number(m.entryId),
+        balanceAfterMinor: m.balanceAfterMinor,
+        reversalOf: m.reversalOf,
+      };
+    }),
+};
+
+/**
+ * The wallet ledger (the seed's collector, grown): decides every operation of a
+ * wallet and keeps its balance, credit limit and flag. It reads the API's commands,
+ * deposits from trusted producers, and flags (a flagged wallet sends no money out).
+ * Each decision is kept with its operation id (the dedupe and the audit trail in one
+ * row), and each change of the balance is an entry published on `ledger`.
+ */
+export const balance = defineGroup<WalletState, WalletInput, LedgerEntry, OperationRecord>({
   name: "balance",
-  description: "the collector: sums each wallet's deposits into its balance",
-  aliases: ["collector"],
-  inputs: [on(deposits, (d) => d)],
-  table: {
-    schema: BalanceTableValueSchema,
-    codec: {
-      encode: (s) =>
-        toBinary(BalanceTableValueSchema, create(BalanceTableValueSchema, {
-          balanceMinor: s.balanceMinor,
-          depositCount: BigInt(s.depositCount),
-          rejectedCount: BigInt(s.rejectedCount),
-          lastDepositId: s.lastDepositId,
-          lastDepositTime: optionalTimestamp(s.lastDepositTimeMs),
-          lastRejectionCode: s.lastRejectionCode,
-        })),
-      decode: (bytes) =>
-        decoding(() => {
-          const m = fromBinary(BalanceTableValueSchema, bytes);
-          return {
-            balanceMinor: m.balanceMinor,
-            depositCount: Number(m.depositCount),
-            rejectedCount: Number(m.rejectedCount),
-            lastDepositId: m.lastDepositId,
-            lastDepositTimeMs: optionalMs(m.lastDepositTime),
-            lastRejectionCode: m.lastRejectionCode,
-          };
-        }),
-    },
+  description: "the wallet ledger (collector): decides deposits, withdrawals, credit limits and reversals",
+  aliases: ["collector", "wallet"],
+  inputs: [
+    on(commands, (command): WalletInput => ({ type: "command", source: "commands", command })),
+    on(deposits, (d): WalletInput => ({
+      type: "command",
+      source: "deposits",
+      command: { kind: "deposit", operationId: d.depositId, walletId: d.walletId, amountMinor: d.amountMinor, eventTimeMs: d.eventTimeMs, description: "", reference: "" },
+    })),
+    // Flag event ids are not operation ids: kept apart, so no client key can clash.
+    on(flags, (change): WalletInput => ({ type: "flag", change }), { scope: "flags" }),
+  ],
+  table: { schema: BalanceTableValueSchema, codec: tableCodec },
+  records: {
+    codec: operationRecordCodec,
+    schema: OperationRecordSchema,
+    entry: (r) => (r.entryId === 0 ? undefined : { seq: r.entryId, recordedMs: r.decidedMs }),
   },
-  emits: [],
+  emits: [ledger],
   view: true,
-  actor: (config) => balanceActor({ depositAmountMaxMinor: config.depositAmountMaxMinor, balanceMaxMinor: config.balanceMaxMinor }),
-  emit: (out) => out,
+  actor: (config) =>
+    walletActor({ amountMaxMinor: config.depositAmountMaxMinor, balanceMaxMinor: config.balanceMaxMinor, creditLimitMaxMinor: config.creditLimitMaxMinor }),
+  emit: (entry) => to(ledger, entry),
 });

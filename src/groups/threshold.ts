@@ -4,6 +4,7 @@ import type { DepositEvent, FlagChange } from "../../actors/types.js";
 import { ThresholdTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
 import { decoding, DecodeError } from "../runtime/codec.js";
 import { defineGroup, on, to } from "../runtime/group.js";
+import { commands } from "../topics/commands.js";
 import { deposits } from "../topics/deposits.js";
 import { flags } from "../topics/flags.js";
 import { optionalMs, optionalTimestamp } from "./time.js";
@@ -13,7 +14,12 @@ export const threshold = defineGroup<ThresholdState, DepositEvent, FlagChange>({
   name: "threshold",
   description: "the detector: flags wallets with more than the threshold deposited within one window",
   aliases: ["detector"],
-  inputs: [on(deposits, (d) => d)],
+  // Deposits from trusted producers, and those the API sends as commands; the other
+  // commands are skipped.
+  inputs: [
+    on(deposits, (d) => d),
+    on(commands, (c) => (c.kind === "deposit" ? { depositId: c.operationId, walletId: c.walletId, amountMinor: c.amountMinor, eventTimeMs: c.eventTimeMs } : undefined)),
+  ],
   table: {
     schema: ThresholdTableValueSchema,
     codec: {

@@ -1,16 +1,20 @@
-import { Hono, type Context } from "hono";
+import { OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import type { BalanceState } from "../../actors/balance.js";
+import type { ZodType } from "zod";
 import type { FlagState } from "../../actors/flagger.js";
-import type { DepositEvent } from "../../actors/types.js";
+import { available, initialWallet, type OperationRecord, type WalletCommand, type WalletState } from "../../actors/wallet.js";
 import type { LogHealth } from "../log/guard.js";
+import type { RecordPosition } from "../log/log.js";
 import { formatMinor, parseAmount } from "../money.js";
-import { EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
 import { isRetryable } from "../runtime/errors.js";
 import type { Emitter } from "../runtime/emitter.js";
-import type { TableReader } from "../runtime/view.js";
+import type { AppliedRecord, TableReader } from "../runtime/view.js";
+import { commandFingerprint, REVERSAL_ID_PREFIX, reversalId } from "../topics/commands.js";
+import { renderDocs } from "./docs.js";
 import { ApiError, errorResponse } from "./errors.js";
 import { RawNumber, stringify } from "./json.js";
+import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, parseCreditLimit, PREFER_WAIT_SECONDS_MAX, routes } from "./routes.js";
 
 /** Requests larger than this are refused, before they are read when their length is declared. */
 export const BODY_BYTES_MAX = 16 * 1024;
@@ -28,26 +32,43 @@ export interface Health {
   check(): Promise<LogHealth>;
 }
 
-/** The API emits deposits and pings the log; it needs nothing else of the log. */
+/** The API emits commands and pings the log; it needs nothing else of the log. */
 export interface AppDeps {
-  deposits: Emitter<DepositEvent>;
+  commands: Emitter<WalletCommand>;
   health: Health;
-  balances: TableReader<BalanceState>;
+  balances: TableReader<WalletState, OperationRecord>;
   flags: TableReader<FlagState>;
   depositAmountMaxMinor: bigint;
+  creditLimitMaxMinor?: bigint;
   /** How long GET /check waits for ?after=<position> before answering without it. */
   checkAfterWaitMs?: number;
-  /** The clock that stamps accepted deposits; tests pass their own. */
+  /** The clock that stamps accepted commands; tests pass their own. */
   nowMs?: () => number;
 }
 
+/** Writes this API instance accepted and has not seen decided yet, at most. */
+const PENDING_ENTRIES_MAX = 100_000;
+
+interface Pending {
+  fingerprint: string;
+  body: Record<string, unknown>;
+  position: RecordPosition;
+}
+
+// A route's validated parts: params, query, headers and body, by name.
+type Parts = { params: Record<string, string>; query: Record<string, string | undefined>; headers: Record<string, string | undefined>; body: Record<string, unknown> };
+
 /**
- * The HTTP API on Hono. It validates at the edge, emits Deposit events to the log,
- * and answers reads from the table views; it keeps no state of its own.
+ * The HTTP API on Hono. It validates at the edge with the route declarations of
+ * routes.ts (which are also the OpenAPI document), emits commands to the log, and
+ * answers reads from the table views; it keeps no state of its own beyond the writes
+ * it is waiting on.
  */
-export function createApp(deps: AppDeps): Hono {
-  const app = new Hono();
+export function createApp(deps: AppDeps): OpenAPIHono {
+  const app = new OpenAPIHono();
   const nowMs = deps.nowMs ?? Date.now;
+  const spec = routes({ amountMaxMinor: deps.depositAmountMaxMinor, creditLimitMaxMinor: deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor });
+  const pending = new Map<string, Pending>();
 
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
@@ -60,31 +81,164 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.notFound((c) => errorResponse(c, new ApiError(404, "route_not_found", `no route for ${c.req.method} ${c.req.path}`)));
 
-  app.post(
-    "/deposit",
-    async (c) => {
-      const { body, amountSource } = await readJsonObject(c);
-      const walletId = checkWalletId(body.wallet_id);
-      const amount = parseAmount(body.amount, deps.depositAmountMaxMinor, amountSource);
-      if (!amount.ok) throw new ApiError(400, amount.code, amount.message);
-      const depositId = idempotencyKey(c) ?? Bun.randomUUIDv7();
-      const position = await emitOrUnavailable(deps.deposits, { depositId, walletId, amountMinor: amount.minor, eventTimeMs: nowMs() });
-      return exactJson(c, 202, {
-        deposit_id: depositId,
-        wallet_id: walletId,
-        amount: new RawNumber(formatMinor(amount.minor)),
-        // Pass as GET /check/:wallet_id?after=<position> to read this write.
-        position: `${position.partition}:${position.offset}`,
-      });
-    },
-  );
+  /** Registers a route for the document, and serves it with its declaration as the validator. */
+  const paths: string[] = [];
+  const endpoint = (route: RouteConfig, handler: (c: Context, parts: Parts) => Promise<Response> | Response) => {
+    app.openAPIRegistry.registerPath(route);
+    const path = route.path.replace(/\{(\w+)\}/g, ":$1");
+    if (!paths.includes(path)) paths.push(path);
+    app.on(route.method.toUpperCase(), path, async (c) => handler(c, await validated(c, route)));
+  };
 
-  app.get("/check/:wallet_id", async (c) => {
-    const walletId = checkWalletId(c.req.param("wallet_id"));
-    const after = parsePosition(c.req.query("after"));
-    // Read your writes: the position a POST /deposit returned is in the balance view
-    // once the collector has applied it.
-    const position = after && { topic: deps.deposits.topic.name, ...after };
+  const opBody = (walletId: string, operationId: string, applied: AppliedRecord<OperationRecord>) => operationBody(walletId, operationId, applied, deps.commands.topic.name);
+
+  /**
+   * A write: the command is validated, emitted and answered 202 pending, or, with
+   * `Prefer: wait`, with its decision. An id seen before answers as that operation,
+   * or 409 if its content differs.
+   */
+  const write = async (c: Context, parts: Parts, command: WalletCommand, extra: (body: Record<string, unknown>) => Record<string, unknown> = (b) => b) => {
+    const walletId = command.walletId;
+    const key = `${walletId}\u0000${command.operationId}`;
+    const fingerprint = commandFingerprint(command);
+    const reused = () =>
+      new ApiError(409, "idempotency_key_reused", `operation ${command.operationId} of wallet ${walletId} was sent before with other content (amount or kind); use a new Idempotency-Key or reference`);
+    const waitMs = preferWaitMs(parts.headers.prefer);
+    const applied = deps.balances.applied(walletId, command.operationId);
+    if (applied) {
+      if (applied.fingerprint !== fingerprint) throw reused();
+      pending.delete(key);
+      return exactJson(c, 200, extra(opBody(walletId, command.operationId, applied)), waitHeaders(waitMs));
+    }
+    let held = pending.get(key);
+    if (held && held.fingerprint !== fingerprint) throw reused();
+    if (!held) {
+      const position = await emitOrUnavailable(deps.commands, command);
+      held = {
+        fingerprint,
+        position,
+        body: {
+          operation_id: command.operationId,
+          kind: command.kind,
+          status: "pending",
+          wallet_id: walletId,
+          amount: command.kind === "deposit" || command.kind === "withdrawal" ? new RawNumber(formatMinor(command.amountMinor)) : command.kind === "credit_limit" ? new RawNumber(formatMinor(command.creditLimitMinor)) : null,
+          // Pass as ?after=<position> to GET /check or the operation to read this write.
+          position: `${position.partition}:${position.offset}`,
+          created_at: new Date(command.eventTimeMs).toISOString(),
+          description: command.description || undefined,
+          reference: command.reference || undefined,
+          reversal_of: command.kind === "reversal" ? command.reversalOf : undefined,
+        },
+      };
+      if (pending.size >= PENDING_ENTRIES_MAX) pending.delete(pending.keys().next().value!);
+      pending.set(key, held);
+    }
+    if (waitMs !== undefined && (await deps.balances.waitFor(held.position, waitMs))) {
+      const decided = deps.balances.applied(walletId, command.operationId);
+      // Included but not applied: the actor never decided it (dead-lettered).
+      if (!decided) throw new ApiError(500, "operation_not_applied", `the command at ${held.body.position} was not applied; see ${deps.commands.topic.name}.dlq`);
+      if (decided.fingerprint !== fingerprint) throw reused();
+      pending.delete(key);
+      return exactJson(c, 200, extra(opBody(walletId, command.operationId, decided)), waitHeaders(waitMs));
+    }
+    return exactJson(c, 202, extra(held.body), waitHeaders(waitMs));
+  };
+
+  /** The operation id of a write: Idempotency-Key, else the body's reference, else a UUIDv7. */
+  const operationId = (parts: Parts) => {
+    const id = parts.headers["idempotency-key"] ?? (parts.body.reference as string | undefined) ?? Bun.randomUUIDv7();
+    if (id.startsWith(REVERSAL_ID_PREFIX)) throw new ApiError(400, "operation_id_reserved", `ids starting with "${REVERSAL_ID_PREFIX}" are reserved for reversals`);
+    return id;
+  };
+  const common = (parts: Parts) => ({ eventTimeMs: nowMs(), description: (parts.body.description as string | undefined) ?? "", reference: (parts.body.reference as string | undefined) ?? "" });
+
+  endpoint(spec.deposit, (c, parts) => {
+    const amountMinor = money(parseAmount(parts.body.amount, deps.depositAmountMaxMinor));
+    // The seed's field, kept: the deposit's id is its operation id.
+    return write(c, parts, { kind: "deposit", operationId: operationId(parts), walletId: parts.body.wallet_id as string, amountMinor, ...common(parts) }, (body) => ({ deposit_id: body.operation_id, ...body }));
+  });
+
+  endpoint(spec.withdraw, (c, parts) => {
+    const amountMinor = money(parseAmount(parts.body.amount, deps.depositAmountMaxMinor));
+    return write(c, parts, { kind: "withdrawal", operationId: operationId(parts), walletId: parts.body.wallet_id as string, amountMinor, ...common(parts) });
+  });
+
+  endpoint(spec.creditLimit, (c, parts) => {
+    const creditLimitMinor = money(parseCreditLimit(parts.body.credit_limit, deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor));
+    return write(c, parts, { kind: "credit_limit", operationId: operationId(parts), walletId: parts.params.wallet_id!, creditLimitMinor, ...common(parts) });
+  });
+
+  endpoint(spec.reverse, (c, parts) => {
+    const target = parts.params.operation_id!;
+    return write(c, parts, { kind: "reversal", operationId: reversalId(target), walletId: parts.params.wallet_id!, reversalOf: target, eventTimeMs: nowMs(), description: "", reference: "" });
+  });
+
+  endpoint(spec.operation, async (c, parts) => {
+    const walletId = parts.params.wallet_id!;
+    const id = parts.params.operation_id!;
+    const after = parsePosition(parts.query.after);
+    if (after) await deps.balances.waitFor({ topic: deps.commands.topic.name, ...after }, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT);
+    const applied = deps.balances.applied(walletId, id);
+    if (applied) return exactJson(c, 200, opBody(walletId, id, applied));
+    const held = pending.get(`${walletId}\u0000${id}`);
+    if (held) return exactJson(c, 200, held.body);
+    throw new ApiError(404, "operation_not_found", `wallet ${walletId} has no operation ${id} (yet: pass ?after=<position> to wait for a write)`);
+  });
+
+  endpoint(spec.wallet, (c, parts) => {
+    const walletId = parts.params.wallet_id!;
+    const state = deps.balances.get(walletId) ?? initialWallet();
+    const flag = deps.flags.get(walletId);
+    const asOfMs = Math.min(deps.balances.status().asOfMs, deps.flags.status().asOfMs);
+    const raw = (minor: bigint) => new RawNumber(formatMinor(minor));
+    return exactJson(c, 200, {
+      wallet_id: walletId,
+      balance: raw(state.balanceMinor),
+      available: raw(available(state)),
+      held: raw(state.heldMinor),
+      credit_limit: raw(state.creditLimitMinor),
+      above_threshold: flag?.flagged ?? false,
+      flag: flagBody(flag),
+      deposit_count: state.depositCount,
+      withdrawal_count: state.withdrawalCount,
+      reversal_count: state.reversalCount,
+      rejected_count: state.rejectedOperationCount,
+      entry_count: state.entryCount,
+      as_of: new Date(asOfMs).toISOString(),
+      stale: Date.now() - asOfMs > VIEW_STALE_AFTER_MS,
+    });
+  });
+
+  endpoint(spec.history, (c, parts) => {
+    const walletId = parts.params.wallet_id!;
+    const limit = parseLimit(parts.query.limit);
+    const before = parseCursor(parts.query.cursor);
+    const rows = deps.balances.entries(walletId, before, limit + 1);
+    const page = rows.slice(0, limit);
+    const entries = page.map((row) => entryBody(row));
+    const last = page[page.length - 1]?.record;
+    return exactJson(c, 200, { wallet_id: walletId, entries, next_cursor: rows.length > limit && last ? String(last.entryId) : null });
+  });
+
+  endpoint(spec.balanceAt, (c, parts) => {
+    const walletId = parts.params.wallet_id!;
+    const atMs = parseTime(parts.query.at);
+    const row = deps.balances.entryAt(walletId, atMs);
+    return exactJson(c, 200, {
+      wallet_id: walletId,
+      at: new Date(atMs).toISOString(),
+      balance: new RawNumber(formatMinor(row?.record?.balanceAfterMinor ?? 0n)),
+      entry_id: row?.record?.entryId ?? null,
+    });
+  });
+
+  endpoint(spec.check, async (c, parts) => {
+    const walletId = parts.params.wallet_id!;
+    const after = parsePosition(parts.query.after);
+    // Read your writes: the position a write returned is in the balance view once the
+    // wallet's actor has applied it.
+    const position = after && { topic: deps.commands.topic.name, ...after };
     const included = position ? await deps.balances.waitFor(position, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT) : undefined;
     const balance = deps.balances.get(walletId);
     const flag = deps.flags.get(walletId);
@@ -96,18 +250,16 @@ export function createApp(deps: AppDeps): Hono {
       above_threshold: flag?.flagged ?? false,
       deposit_count: balance?.depositCount ?? 0,
       rejected_deposit_count: balance?.rejectedCount ?? 0,
-      flag: flag?.flagged
-        ? { reason: flag.reason, flagged_at: flag.changedTimeMs === null ? null : new Date(flag.changedTimeMs).toISOString() }
-        : null,
+      flag: flagBody(flag),
       after: after ? { position: `${after.partition}:${after.offset}`, included } : undefined,
       as_of: new Date(asOfMs).toISOString(),
       stale: Date.now() - asOfMs > VIEW_STALE_AFTER_MS,
     });
   });
 
-  app.get("/health", (c) => c.json({ status: "ok" }));
+  endpoint(spec.health, (c) => c.json({ status: "ok" }));
 
-  app.get("/ready", async (c) => {
+  endpoint(spec.ready, async (c) => {
     const health = await deps.health.check();
     const views = { balances: deps.balances.status().caughtUp, flags: deps.flags.status().caughtUp };
     const ready = health.up && views.balances && views.flags;
@@ -115,10 +267,141 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ status: ready ? "ready" : "not_ready", log, views_caught_up: views }, ready ? 200 : 503);
   });
 
-  for (const path of ["/deposit", "/check/:wallet_id", "/health", "/ready"]) {
+  const document = () => app.getOpenAPI31Document(OPENAPI_INFO);
+  let cached: { json: string; html: string } | undefined;
+  const docs = () => (cached ??= { json: JSON.stringify(document()), html: renderDocs(document()) });
+  app.get("/openapi.json", (c) => c.body(docs().json, 200, { "content-type": "application/json; charset=UTF-8" }));
+  app.get("/docs", (c) => c.html(docs().html));
+  paths.push("/openapi.json", "/docs");
+
+  for (const path of paths) {
     app.all(path, (c) => errorResponse(c, new ApiError(405, "method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}`)));
   }
   return app;
+}
+
+const OPENAPI_INFO = {
+  openapi: "3.1.0",
+  info: {
+    title: "Depositaja",
+    version: "0.2.0",
+    description:
+      "An event-driven wallet ledger. Writes are commands decided by the wallet's actor: they answer 202 `pending`, or the decision with `Prefer: wait=<seconds>`. A rejection is a decision (200, `status: rejected`), not an HTTP error. Every refusal of a request is `{\"error\":{\"code\",\"message\"}}`.",
+  },
+};
+
+/** Validates a request against its route declaration: params, query, headers, body. */
+async function validated(c: Context, route: RouteConfig): Promise<Parts> {
+  const request = route.request;
+  const parts: Parts = { params: {}, query: {}, headers: {}, body: {} };
+  if (request?.params) parts.params = check(request.params as ZodType, c.req.param());
+  if (request?.headers) parts.headers = check(request.headers as ZodType, c.req.header());
+  if (request?.query) parts.query = check(request.query as ZodType, c.req.query());
+  const media = request?.body?.content["application/json"];
+  const body = media && "schema" in media ? media.schema : undefined;
+  if (body) parts.body = check(body as ZodType, await readJsonObject(c));
+  return parts;
+}
+
+/** Parses with a route's schema; the first broken rule is the answer, with its code. */
+function check<T>(schema: ZodType, raw: Record<string, unknown>): T {
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data as T;
+  const issue = result.error.issues[0]!;
+  const field = String(issue.path[0] ?? "body").replaceAll("-", "_");
+  const value = raw[String(issue.path[0])];
+  const params = (issue as { params?: { code?: string } }).params;
+  if (params?.code) throw new ApiError(400, params.code, issue.message);
+  if (value === undefined || value === null) throw new ApiError(400, `${field}_is_required`, `${field} is required`);
+  if (issue.code === "invalid_union") throw new ApiError(400, `${field}_must_be_number_or_string`, `${field} must be a JSON number or a decimal string`);
+  if (issue.code === "invalid_type") throw new ApiError(400, `${field}_must_be_${issue.expected}`, `${field} must be a ${issue.expected}`);
+  if (issue.code === "too_big") throw new ApiError(400, `${field}_too_long`, `${field} is too long: ${issue.message}`);
+  throw new ApiError(400, `${field}_is_invalid`, `${field}: ${issue.message}`);
+}
+
+function money(result: { ok: true; minor: bigint } | { ok: false; code: string; message: string }): bigint {
+  // The schema judged the same value; a difference here is a bug, not a request error.
+  if (!result.ok) throw new ApiError(400, result.code, result.message);
+  return result.minor;
+}
+
+/** `Prefer: wait=<seconds>` (RFC 7240), capped; a malformed preference is ignored, as the RFC says. */
+function preferWaitMs(prefer: string | undefined): number | undefined {
+  if (prefer === undefined) return undefined;
+  for (const token of prefer.split(",")) {
+    const match = /^\s*wait\s*=\s*"?(\d{1,6})"?\s*$/i.exec(token);
+    if (match) return Math.min(Number(match[1]), PREFER_WAIT_SECONDS_MAX) * 1000;
+  }
+  return undefined;
+}
+
+function waitHeaders(waitMs: number | undefined): Record<string, string> | undefined {
+  return waitMs === undefined ? undefined : { "Preference-Applied": `wait=${waitMs / 1000}` };
+}
+
+function flagBody(flag: FlagState | undefined) {
+  return flag?.flagged ? { reason: flag.reason, flagged_at: flag.changedTimeMs === null ? null : new Date(flag.changedTimeMs).toISOString() } : null;
+}
+
+/** An operation as the API shows it, from its record. */
+function operationBody(walletId: string, operationId: string, applied: AppliedRecord<OperationRecord>, commandsTopic: string): Record<string, unknown> {
+  const r = applied.record;
+  const settled = applied.outcome === "applied";
+  const [topic, partition, offset] = (r?.position ?? "").split(":");
+  return {
+    operation_id: operationId,
+    kind: r?.kind ?? "deposit",
+    status: settled ? "settled" : "rejected",
+    reason: settled ? undefined : applied.outcome,
+    wallet_id: walletId,
+    amount: r ? new RawNumber(formatMinor(r.amountMinor)) : null,
+    // Positions are on `commands`; a deposit from a trusted producer on `deposits` has none to pass.
+    position: topic === commandsTopic ? `${partition}:${offset}` : null,
+    created_at: r ? new Date(r.createdMs).toISOString() : undefined,
+    decided_at: r ? new Date(r.decidedMs).toISOString() : undefined,
+    description: r?.description || undefined,
+    reference: r?.reference || undefined,
+    entry_id: r && r.entryId > 0 ? r.entryId : undefined,
+    balance_after: r && r.entryId > 0 ? new RawNumber(formatMinor(r.balanceAfterMinor)) : undefined,
+    reversal_of: r?.reversalOf || undefined,
+  };
+}
+
+function entryBody(row: AppliedRecord<OperationRecord>): Record<string, unknown> {
+  const r = row.record!;
+  const signed = r.kind === "deposit" ? r.amountMinor : -r.amountMinor;
+  return {
+    entry_id: r.entryId,
+    operation_id: row.eventId,
+    kind: r.kind,
+    amount: new RawNumber(formatMinor(signed)),
+    balance_after: new RawNumber(formatMinor(r.balanceAfterMinor)),
+    event_time: new Date(r.createdMs).toISOString(),
+    recorded_at: new Date(r.decidedMs).toISOString(),
+    description: r.description || undefined,
+  };
+}
+
+function parseLimit(text: string | undefined): number {
+  if (text === undefined) return HISTORY_LIMIT_DEFAULT;
+  if (!/^\d{1,3}$/.test(text) || Number(text) < 1 || Number(text) > HISTORY_LIMIT_MAX) {
+    throw new ApiError(400, "limit_out_of_range", `limit must be a whole number from 1 to ${HISTORY_LIMIT_MAX}`);
+  }
+  return Number(text);
+}
+
+function parseCursor(text: string | undefined): number {
+  if (text === undefined) return Number.MAX_SAFE_INTEGER;
+  if (!/^[1-9]\d{0,14}$/.test(text)) throw new ApiError(400, "cursor_invalid", "cursor must be a next_cursor this API returned");
+  return Number(text);
+}
+
+const RFC_3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+function parseTime(text: string | undefined): number {
+  const ms = text !== undefined && RFC_3339.test(text) ? Date.parse(text.replace(" ", "T")) : Number.NaN;
+  if (!Number.isFinite(ms)) throw new ApiError(400, "at_must_be_rfc3339", 'at must be an RFC 3339 time such as "2026-11-22T10:00:00Z"');
+  return ms;
 }
 
 const CHECK_AFTER_WAIT_MS_DEFAULT = 2_000;
@@ -132,16 +415,20 @@ function parsePosition(text: string | undefined): { partition: number; offset: n
   return { partition: Number(match[1]), offset: Number(match[2]) };
 }
 
-function exactJson(c: Context, status: 200 | 202, body: unknown): Response {
-  return c.body(stringify(body), status, { "content-type": "application/json; charset=UTF-8" });
+function exactJson(c: Context, status: 200 | 202, body: unknown, headers?: Record<string, string>): Response {
+  return c.body(stringify(body), status, { "content-type": "application/json; charset=UTF-8", ...headers });
 }
+
+/** Money fields of request bodies: their numbers are judged by the digits sent. */
+const MONEY_FIELDS = new Set(["amount", "credit_limit"]);
+const PLAIN_DECIMAL = /^-?\d+(\.\d+)?$/;
 
 /**
  * Reads the body as a JSON object whatever the Content-Type says: the seed's own curl
  * sends none, so curl labels it application/x-www-form-urlencoded. Only multipart
  * bodies are refused outright, since they cannot be JSON.
  */
-async function readJsonObject(c: Context): Promise<{ body: Record<string, unknown>; amountSource?: string }> {
+async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
   const contentType = c.req.header("content-type") ?? "";
   if (/^multipart\//i.test(contentType)) {
     throw new ApiError(415, "body_must_be_json", "send the body as JSON, not multipart form data");
@@ -161,12 +448,12 @@ async function readJsonObject(c: Context): Promise<{ body: Record<string, unknow
     throw new ApiError(400, "body_must_be_utf8", "the body must be UTF-8 text");
   }
   let body: unknown;
-  // The source text of each number named "amount", by the object holding it (JSON.parse
-  // source text access), so money is judged by the digits sent, not by a float.
-  const amountSources = new WeakMap<object, string>();
+  // A money number in plain decimal notation is replaced by its source text (JSON.parse
+  // source text access), so it is judged by the digits sent, not by a float:
+  // 20.499999999999999 must not pass as 20.5.
   try {
     body = JSON.parse(text, function (this: object, key: string, value: unknown, context?: { source?: string }) {
-      if (key === "amount" && typeof value === "number" && context?.source !== undefined) amountSources.set(this, context.source);
+      if (typeof value === "number" && MONEY_FIELDS.has(key) && context?.source !== undefined && PLAIN_DECIMAL.test(context.source)) return context.source;
       return value;
     } as (key: string, value: unknown) => unknown);
   } catch {
@@ -175,35 +462,21 @@ async function readJsonObject(c: Context): Promise<{ body: Record<string, unknow
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
     throw new ApiError(400, "body_must_be_object", "the body must be a JSON object");
   }
-  return { body: body as Record<string, unknown>, amountSource: amountSources.get(body) };
+  return body as Record<string, unknown>;
 }
 
-function checkWalletId(value: unknown): string {
-  if (value === undefined || value === null) throw new ApiError(400, "wallet_id_is_required", "wallet_id is required");
-  if (typeof value !== "string") throw new ApiError(400, "wallet_id_must_be_string", "wallet_id must be a string");
-  const error = idError(value, "wallet_id", WALLET_ID_LENGTH_MAX);
-  if (error) throw new ApiError(400, error.code, error.message);
-  return value;
-}
-
-function idempotencyKey(c: Context): string | undefined {
-  const key = c.req.header("idempotency-key");
-  if (key === undefined) return undefined;
-  const error = idError(key, "idempotency_key", EVENT_ID_LENGTH_MAX);
-  if (error) throw new ApiError(400, error.code, error.message);
-  return key;
-}
-
-async function emitOrUnavailable(emitter: Emitter<DepositEvent>, deposit: DepositEvent) {
+async function emitOrUnavailable(emitter: Emitter<WalletCommand>, command: WalletCommand) {
   try {
-    return await emitter.emit(deposit);
+    return await emitter.emit(command);
   } catch (error) {
     // The log being away is logged once, by the guard that noticed; anything else is news.
     if (!isRetryable(error)) console.error("emit failed:", error);
     // A failed or timed-out write may still have landed, so the client is told the
     // id to retry with: the same id for the same wallet counts once.
-    throw new ApiError(503, "log_unavailable", `the deposit may not have been stored; retry with the header Idempotency-Key: ${deposit.depositId}`, {
-      fields: { deposit_id: deposit.depositId },
+    const fields: Record<string, string> = { operation_id: command.operationId };
+    if (command.kind === "deposit") fields.deposit_id = command.operationId;
+    throw new ApiError(503, "log_unavailable", `the ${command.kind} may not have been stored; retry with the header Idempotency-Key: ${command.operationId}`, {
+      fields,
       headers: { "Retry-After": String(RETRY_AFTER_SECONDS) },
     });
   }

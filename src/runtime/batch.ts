@@ -1,4 +1,4 @@
-import { isTerminal, type Actor, type Decided } from "../../actors/types.js";
+import { isTerminal, type Actor, type ActorContext, type Decided } from "../../actors/types.js";
 import type { LogRecord, ProduceRecord, RecordPosition, TopicPartition } from "../log/log.js";
 import { partitionForKey } from "../log/murmur2.js";
 import type { AppliedId, TableRow } from "../store/state-store.js";
@@ -6,7 +6,7 @@ import { batchRecord, rowRecord, versionOf, type AppliedEvent, type Through } fr
 import { DecodeError } from "./codec.js";
 import { deadLetterRecord } from "./dead-letter.js";
 import { AssertionError, assert, type DeadLetterReason } from "./errors.js";
-import type { AnyGroup, Input } from "./group.js";
+import { scopedId, type AnyGroup, type Input } from "./group.js";
 
 export const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
 
@@ -14,10 +14,12 @@ export const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
 export interface BatchReads {
   /** A wallet's state, or the actor's initial state if it has none. */
   state(walletId: string): unknown;
-  /** The fingerprint an id was applied with before, if it was. */
-  appliedFingerprint(walletId: string, eventId: string): string | undefined;
+  /** How an id was applied before, if it was: its fingerprint and recorded detail. */
+  applied(walletId: string, eventId: string): { fingerprint: string; detail: Uint8Array | null } | undefined;
   /** The next offset to apply, per assigned input partition. */
   position(tp: TopicPartition): number;
+  /** The clock actors see for this batch (ActorContext.nowMs). */
+  nowMs: number;
 }
 
 /** A processed batch, ready to commit: state changes, progress and output. */
@@ -50,13 +52,14 @@ export class BatchBuilder {
   private readonly emitTopics: Set<string>;
   private readonly next = new Map<string, RecordPosition>();
   private readonly changes = new Map<string, WalletChange>();
-  private readonly seen = new Map<string, string>();
+  /** Ids applied in this batch: their fingerprint and record. */
+  private readonly seen = new Map<string, { fingerprint: string; record: unknown }>();
   private readonly applied = new Map<number, AppliedEvent[]>();
   private readonly output = new Map<number, ProduceRecord[]>();
 
   constructor(
     private readonly group: AnyGroup,
-    private readonly actor: Actor<unknown, unknown, unknown>,
+    private readonly actor: Actor<unknown, unknown, unknown, unknown>,
     private readonly partitions: number,
     private readonly reads: BatchReads,
   ) {
@@ -72,18 +75,22 @@ export class BatchBuilder {
     const admitted = this.admit(record);
     if ("code" in admitted) return this.deadLetter(record, admitted);
     if (admitted.repeat) return;
+    if (admitted.skip) return;
     const decision = this.decide(record, admitted.event);
     if ("code" in decision) return this.deadLetter(record, decision);
     this.changes.set(record.key, { state: decision.state, partition: record.partition });
-    this.seen.set(`${record.key}\u0000${admitted.id}`, admitted.fingerprint);
+    this.seen.set(`${record.key}\u0000${admitted.id}`, { fingerprint: admitted.fingerprint, record: decision.record });
+    const records = this.group.records;
+    assert(decision.record === undefined || records, `group ${this.group.name} recorded a decision but declares no records`);
+    const detail = decision.record === undefined ? new Uint8Array(0) : records!.codec.encode(decision.record);
     this.list(this.applied, record.partition).push({
-      walletId: record.key, eventId: admitted.id, fingerprint: admitted.fingerprint, outcome: decision.rejection ?? "applied",
+      walletId: record.key, eventId: admitted.id, fingerprint: admitted.fingerprint, outcome: decision.rejection ?? "applied", detail,
     });
     for (const out of decision.emits) this.list(this.output, record.partition).push(this.route(out));
   }
 
   /** Decodes a record and checks it belongs where it is and has not been applied yet. */
-  private admit(record: LogRecord): DeadLetterReason | { event: unknown; id: string; fingerprint: string; repeat: boolean } {
+  private admit(record: LogRecord): DeadLetterReason | { event: unknown; id: string; fingerprint: string; repeat: boolean; skip: boolean } {
     const input = this.inputs.get(record.topic);
     assert(input, `group ${this.group.name} polled ${record.topic}, which is not one of its inputs`);
     let value: unknown;
@@ -100,12 +107,30 @@ export class BatchBuilder {
     if (home !== record.partition) {
       return { code: "wrong_partition", message: `wallet ${record.key} belongs in partition ${home} (Kafka's murmur2); a producer with another partitioner split it` };
     }
-    const { id, fingerprint } = input.topic.identity(value);
-    const prior = this.seen.get(`${record.key}\u0000${id}`) ?? this.reads.appliedFingerprint(record.key, id);
+    const event = input.event(value);
+    if (event === undefined) return { event, id: "", fingerprint: "", repeat: false, skip: true };
+    const identity = input.topic.identity(value);
+    const id = scopedId(input, identity.id);
+    const fingerprint = identity.fingerprint;
+    const prior = this.seen.get(`${record.key}\u0000${id}`)?.fingerprint ?? this.reads.applied(record.key, id)?.fingerprint;
     if (prior !== undefined && prior !== fingerprint) {
-      return { code: input.topic.conflictCode, message: `event id ${id} was applied before with ${prior}, now ${fingerprint}` };
+      return { code: input.topic.conflictCode, message: `event id ${identity.id} was applied before with ${prior}, now ${fingerprint}` };
     }
-    return { event: input.event(value), id, fingerprint, repeat: prior !== undefined };
+    return { event, id, fingerprint, repeat: prior !== undefined, skip: false };
+  }
+
+  /** The context the actor decides an event of `record`'s wallet in. */
+  private context(record: LogRecord): ActorContext<unknown> {
+    return {
+      nowMs: this.reads.nowMs,
+      position: `${record.topic}:${record.partition}:${record.offset}`,
+      recorded: (eventId) => {
+        const local = this.seen.get(`${record.key}\u0000${eventId}`);
+        if (local) return local.record;
+        const stored = this.reads.applied(record.key, eventId)?.detail;
+        return stored && this.group.records ? this.group.records.codec.decode(stored) : undefined;
+      },
+    };
   }
 
   /**
@@ -113,11 +138,11 @@ export class BatchBuilder {
    * invariant is refusing this record, not failing the process: it is dead-lettered
    * like a terminal refusal, and its partition goes on.
    */
-  private decide(record: LogRecord, event: unknown): DeadLetterReason | Decided<unknown, unknown> {
+  private decide(record: LogRecord, event: unknown): DeadLetterReason | Decided<unknown, unknown, unknown> {
     const state = this.changes.get(record.key)?.state ?? this.reads.state(record.key);
     let outcome;
     try {
-      outcome = this.actor.handle(state, event);
+      outcome = this.actor.handle(state, event, this.context(record));
     } catch (error) {
       if (error instanceof AssertionError) throw error;
       return { code: "actor_failed", message: `${this.group.name} failed on this record: ${(error as Error)?.message ?? String(error)}` };
@@ -172,7 +197,13 @@ export class BatchBuilder {
       out.push({ topic: this.group.changelog, partition, ...closing });
     }
     const from = [...this.next.values()].map((p) => ({ ...p, offset: this.reads.position(p) }));
-    const applied = [...this.applied.values()].flat().map((a) => ({ key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome }));
+    const applied = [...this.applied.values()].flat().map((a) => appliedId(this.group, a));
     return { from, to: [...this.next.values()], states: this.changes, rows, applied, output: this.output };
   }
+}
+
+/** An applied event as the store keeps it, with its ledger entry's number and time if it wrote one. */
+export function appliedId(group: AnyGroup, a: AppliedEvent): AppliedId {
+  const entry = a.detail.byteLength > 0 && group.records ? group.records.entry(group.records.codec.decode(a.detail)) : undefined;
+  return { key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, detail: a.detail, seq: entry?.seq, recordedMs: entry?.recordedMs };
 }

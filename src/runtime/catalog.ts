@@ -19,15 +19,20 @@ const json = (schema: DescMessage, bytes: Uint8Array) => toJson(schema, fromBina
 export function topicCatalog(groups: readonly AnyGroup[]): Map<string, Describe> {
   const catalog = new Map<string, Describe>();
   for (const group of groups) {
-    for (const topic of [...group.inputs.map((i) => i.topic), ...group.emits]) {
-      catalog.set(topic.name, (r) => json(topic.schema, r.value));
-      catalog.set(deadLetterTopic(topic.name), (r) => describeDeadLetter(r, topic.schema));
-    }
+    for (const topic of [...group.inputs.map((i) => i.topic), ...group.emits]) catalog.set(topic.name, (r) => json(topic.schema, r.value));
+    for (const { topic } of group.inputs) catalog.set(deadLetterTopic(topic.name), (r) => describeDeadLetter(r, topic.schema));
+    const records = group.records;
     catalog.set(group.changelog, (r) => {
       const entry = decodeChangelog(r.key, r.value);
       if (entry.kind === "row") return { row: json(group.table.schema, entry.value), version: entry.version };
       return {
-        batch: entry.events.map((e) => ({ wallet_id: e.walletId, event_id: e.eventId, fingerprint: e.fingerprint, outcome: e.outcome })),
+        batch: entry.events.map((e) => ({
+          wallet_id: e.walletId,
+          event_id: e.eventId,
+          fingerprint: e.fingerprint,
+          outcome: e.outcome,
+          ...(records && e.detail.byteLength > 0 ? { record: json(records.schema, e.detail) } : {}),
+        })),
         through: Object.fromEntries(entry.through),
         version: entry.version,
       };

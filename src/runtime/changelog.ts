@@ -18,6 +18,8 @@ export interface AppliedEvent {
   fingerprint: string;
   /** "applied", or the code of the business rule that refused it. */
   outcome: string;
+  /** What the group recorded of the decision (see Records); empty if nothing. */
+  detail: Uint8Array;
 }
 
 export type ChangelogEntry =
@@ -63,7 +65,7 @@ export function decodeChangelog(key: string, bytes: Uint8Array): ChangelogEntry 
     if (m.change.case === "row") return { kind: "row", walletId: key, value: m.change.value, version };
     if (m.change.case === "batch") {
       const through = new Map(Object.entries(m.through).map(([topic, offset]) => [topic, Number(offset)]));
-      return { kind: "batch", events: m.change.value.events.map(({ walletId, eventId, fingerprint, outcome }) => ({ walletId, eventId, fingerprint, outcome })), through, version };
+      return { kind: "batch", events: m.change.value.events.map(({ walletId, eventId, fingerprint, outcome, detail }) => ({ walletId, eventId, fingerprint, outcome, detail })), through, version };
     }
     throw new DecodeError("changelog_record_is_empty", "a changelog record must hold a row or a batch");
   });

@@ -12,12 +12,27 @@ export type AnyTopic = Topic<any>;
 /** One input of a group: a topic, and how its values become the actor's input. */
 export interface Input<In> {
   readonly topic: AnyTopic;
-  event(value: unknown): In;
+  /** The actor's input, or undefined for a value this group does not read (skipped, its id not bound). */
+  event(value: unknown): In | undefined;
+  /**
+   * Event ids of this input are kept apart from those of the group's other inputs:
+   * stored as "\u001f<scope>:<id>", which no client id can be (ids hold no control
+   * characters). For an input whose ids are not the wallet's operation ids.
+   */
+  readonly scope?: string;
 }
 
-/** Declares an input: `on(deposits, (d) => ({ kind: "deposit", ...d }))`. */
-export function on<T, In>(topic: Topic<T>, event: (value: T) => In): Input<In> {
-  return { topic, event: event as (value: unknown) => In };
+/**
+ * Declares an input: `on(deposits, (d) => ({ kind: "deposit", ...d }))`. The mapping
+ * may return undefined to skip a value (a group that reads only some kinds of a topic).
+ */
+export function on<T, In>(topic: Topic<T>, event: (value: T) => In | undefined, options: { scope?: string } = {}): Input<In> {
+  return { topic, event: event as (value: unknown) => In | undefined, ...options };
+}
+
+/** The id under which an input's event is applied: scoped inputs keep theirs apart. */
+export function scopedId(input: Input<unknown>, id: string): string {
+  return input.scope === undefined ? id : `\u001f${input.scope}:${id}`;
 }
 
 /** A value an actor emits, bound to its topic; the runtime keys and routes it. */
@@ -28,6 +43,19 @@ export interface Emission {
 
 export function to<T>(topic: Topic<T>, value: T): Emission {
   return { topic, value };
+}
+
+/**
+ * What a group keeps of each decision with the event's id, such as an operation and
+ * the ledger entry it wrote. It travels in the changelog with the id, so restores and
+ * views have it; actors read it back through their context.
+ */
+export interface Records<R> {
+  readonly codec: Codec<R>;
+  /** The protobuf message of a record, for `inspect`. */
+  readonly schema: DescMessage;
+  /** The ledger entry a record wrote, if any: its number, and when it was recorded. */
+  entry(record: R): { seq: number; recordedMs: number } | undefined;
 }
 
 /** A group's table: one value per wallet, and its protobuf message for `inspect`. */
@@ -42,7 +70,7 @@ export interface Table<S> {
  * it emits to, and whether the API keeps a view of it. Everything else (topic specs,
  * `processor` flags, `inspect`, views) is derived from the list of groups.
  */
-export interface GroupSpec<S, In, Out> {
+export interface GroupSpec<S, In, Out, R = never> {
   /** The consumer group, and the table's name: its changelog is `<name>-table`. */
   readonly name: string;
   /** One line for `processor --help`. */
@@ -55,19 +83,21 @@ export interface GroupSpec<S, In, Out> {
   readonly emits: readonly AnyTopic[];
   /** Whether the API keeps a view of the table. */
   readonly view: boolean;
-  actor(config: Config): Actor<S, In, Out>;
+  /** What the group keeps of each decision, if anything beyond the outcome. */
+  readonly records?: Records<R>;
+  actor(config: Config): Actor<S, In, Out, R>;
   /** Binds an output of the actor to one of `emits`. */
   emit(out: Out): Emission;
 }
 
-export interface Group<S, In, Out> extends GroupSpec<S, In, Out> {
+export interface Group<S, In, Out, R = never> extends GroupSpec<S, In, Out, R> {
   readonly changelog: string;
 }
 
 // The runtime treats every group alike; the state, input and output types stay
 // inside the group's file and its actor.
 // biome-ignore lint: erased on purpose.
-export type AnyGroup = Group<any, any, any>;
+export type AnyGroup = Group<any, any, any, any>;
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
@@ -76,7 +106,7 @@ const NAME = /^[a-z][a-z0-9-]{0,62}$/;
  * without input, with an input or emit listed twice, or with a malformed name, is a
  * programmer error and stops the process at start-up with a message that says which.
  */
-export function defineGroup<S, In, Out>(spec: GroupSpec<S, In, Out>): Group<S, In, Out> {
+export function defineGroup<S, In, Out, R = never>(spec: GroupSpec<S, In, Out, R>): Group<S, In, Out, R> {
   const where = `group ${JSON.stringify(spec.name)}`;
   if (!NAME.test(spec.name)) throw new Error(`${where}: the name must match ${NAME}`);
   if (spec.inputs.length === 0) throw new Error(`${where} has no input topic`);

@@ -81,7 +81,7 @@ export interface FaultPoints {
  * stops.
  */
 export class Processor {
-  private readonly actor: Actor<unknown, unknown, unknown>;
+  private readonly actor: Actor<unknown, unknown, unknown, unknown>;
   private readonly positions = new Map<string, RecordPosition>();
   /** Partitions assigned but not yet ready; their records wait in the backlog. */
   private readonly unready = new Map<string, TopicPartition>();
@@ -100,12 +100,14 @@ export class Processor {
 
   constructor(
     readonly group: AnyGroup,
-    actor: Actor<unknown, unknown, unknown>,
+    actor: Actor<unknown, unknown, unknown, unknown>,
     private readonly log: Log,
     private readonly store: StateStore,
     private readonly committer: Committer,
     private readonly limits: ProcessorLimits = DEFAULT_PROCESSOR_LIMITS,
     private readonly faults: FaultPoints = {},
+    /** The clock actors see (ActorContext.nowMs); tests pass their own. */
+    private readonly clock: () => number = Date.now,
   ) {
     this.actor = actor;
   }
@@ -244,8 +246,9 @@ export class Processor {
     for (let records = ready; ; records = records.slice(0, Math.ceil(records.length / 2))) {
       const builder = new BatchBuilder(this.group, this.actor, this.partitions, {
         state: (walletId) => this.state(walletId),
-        appliedFingerprint: (walletId, eventId) => this.store.appliedEvent(owner, walletId, eventId)?.fingerprint,
+        applied: (walletId, eventId) => this.store.appliedEvent(owner, walletId, eventId),
         position: (tp) => this.positions.get(tpKey(tp))?.offset ?? 0,
+        nowMs: this.clock(),
       });
       for (const record of records) builder.add(record);
       const batch = builder.finish();

@@ -1,6 +1,7 @@
 import type { Log, RecordPosition } from "../log/log.js";
 import type { AppliedId, StateStore, TableRow } from "../store/state-store.js";
 import { partitionForKey } from "../log/murmur2.js";
+import { appliedId } from "./batch.js";
 import { decodeChangelog, type Through } from "./changelog.js";
 import { DecodeError } from "./codec.js";
 import type { AnyGroup } from "./group.js";
@@ -80,7 +81,7 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
         if (!held || held.version < entry.version) rows.set(entry.walletId, { key: entry.walletId, value: entry.value, version: entry.version });
         continue;
       }
-      for (const e of entry.events) applied.push({ key: e.walletId, eventId: e.eventId, fingerprint: e.fingerprint, outcome: e.outcome });
+      for (const e of entry.events) applied.push(appliedId(group, e));
       through.set(record.partition, furthest(through.get(record.partition)!, entry.through));
     }
     const positions = [...lastPositions(batch), ...throughPositions(group, through)];

@@ -1,7 +1,7 @@
 import type { Log, LogRecord, RecordPosition, Subscription } from "../log/log.js";
-import type { StateStore, TableRow } from "../store/state-store.js";
+import type { AppliedId, AppliedRow, StateStore, TableRow } from "../store/state-store.js";
 import { Signal } from "../signal.js";
-import { tpKey } from "./batch.js";
+import { appliedId, tpKey } from "./batch.js";
 import { decodeChangelog, type Through } from "./changelog.js";
 import type { Codec } from "./codec.js";
 import { DecodeError } from "./codec.js";
@@ -17,9 +17,24 @@ export interface ViewStatus {
   asOfMs: number;
 }
 
-/** What the API reads: a group's table by wallet id (Goka's view). */
-export interface TableReader<S> {
+/** An event id a group applied, with what it recorded of the decision. */
+export interface AppliedRecord<R> {
+  eventId: string;
+  fingerprint: string;
+  /** "applied", or the code of the rule that refused it. */
+  outcome: string;
+  record: R | undefined;
+}
+
+/** What the API reads: a group's table by wallet id (Goka's view), and its applied ids. */
+export interface TableReader<S, R = never> {
   get(walletId: string): S | undefined;
+  /** An event id applied to a wallet, if the view has it. */
+  applied(walletId: string, eventId: string): AppliedRecord<R> | undefined;
+  /** Applied ids that wrote a ledger entry, newest first, with entry numbers below `before`. */
+  entries(walletId: string, before: number, limit: number): AppliedRecord<R>[];
+  /** The newest entry recorded at or before `atMs`. */
+  entryAt(walletId: string, atMs: number): AppliedRecord<R> | undefined;
   /**
    * Resolves true once the table includes the group's input record at `position`
    * (read your writes), or false after `timeoutMs`.
@@ -30,6 +45,35 @@ export interface TableReader<S> {
   /** Rejects if the view stopped on an error that is not retryable. */
   readonly done: Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Reads of a group's applied ids and the records kept with them, under one owner in a store. */
+abstract class AppliedReads<R> {
+  constructor(
+    private readonly recordsOf: Group<unknown, unknown, unknown, R>,
+    protected readonly store: StateStore,
+    readonly owner: string,
+  ) {}
+
+  applied(walletId: string, eventId: string): AppliedRecord<R> | undefined {
+    const row = this.store.appliedEvent(this.owner, walletId, eventId);
+    return row && this.decodeApplied(row);
+  }
+
+  entries(walletId: string, before: number, limit: number): AppliedRecord<R>[] {
+    return this.store.entries(this.owner, walletId, before, limit).map((row) => this.decodeApplied(row));
+  }
+
+  entryAt(walletId: string, atMs: number): AppliedRecord<R> | undefined {
+    const row = this.store.entryAt(this.owner, walletId, atMs);
+    return row && this.decodeApplied(row);
+  }
+
+  private decodeApplied(row: AppliedRow): AppliedRecord<R> {
+    const codec = this.recordsOf.records?.codec;
+    const record = row.detail && row.detail.byteLength > 0 && codec ? codec.decode(new Uint8Array(row.detail)) : undefined;
+    return { eventId: row.eventId, fingerprint: row.fingerprint, outcome: row.outcome, record };
+  }
 }
 
 /** How often a waiter for a position looks at the progress of another thread or process. */
@@ -49,11 +93,13 @@ const LOCAL_CACHE_ENTRIES_MAX = 100_000;
  * Reads between writes, the common case of a balance check, cost no query. So the
  * store it reads must be on a connection no processor of the group commits through.
  */
-export class LocalTable<S> implements TableReader<S> {
+export class LocalTable<S, R = never> extends AppliedReads<R> implements TableReader<S, R> {
   private readonly cache = new Map<string, S | undefined>();
   private dataVersion = -1;
 
-  constructor(private readonly group: Group<S, unknown, unknown>, private readonly store: StateStore) {}
+  constructor(private readonly group: Group<S, unknown, unknown, R>, store: StateStore) {
+    super(group, store, group.name);
+  }
 
   get(walletId: string): S | undefined {
     const version = this.store.dataVersion();
@@ -62,7 +108,7 @@ export class LocalTable<S> implements TableReader<S> {
       this.dataVersion = version;
     }
     if (this.cache.has(walletId)) return this.cache.get(walletId);
-    const row = this.store.row(this.group.name, walletId);
+    const row = this.store.row(this.owner, walletId);
     const value = row ? this.group.table.codec.decode(row.value) : undefined;
     this.cache.set(walletId, value);
     return value;
@@ -71,7 +117,7 @@ export class LocalTable<S> implements TableReader<S> {
   async waitFor(position: RecordPosition, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (this.store.progress(this.group.name, position) > position.offset) return true;
+      if (this.store.progress(this.owner, position) > position.offset) return true;
       const left = deadline - Date.now();
       if (left <= 0) return false;
       await Bun.sleep(Math.min(left, WAIT_POLL_MS));
@@ -106,8 +152,7 @@ export const DEFAULT_VIEW_LIMITS: ViewLimits = { batchRecordsMax: 5_000, pollWai
  * re-sent outbox never moves the view backwards. A record that does not decode is
  * skipped, counted and logged: the wallet keeps its last good value.
  */
-export class ChangelogView<S> implements TableReader<S> {
-  readonly owner: string;
+export class ChangelogView<S, R = never> extends AppliedReads<R> implements TableReader<S, R> {
   private subscription: Subscription | undefined;
   private running: Promise<void> | undefined;
   private stopping = false;
@@ -127,12 +172,12 @@ export class ChangelogView<S> implements TableReader<S> {
   skippedCount = 0;
 
   constructor(
-    private readonly group: Group<S, unknown, unknown>,
+    private readonly group: Group<S, unknown, unknown, R>,
     private readonly log: Log,
-    private readonly store: StateStore,
+    store: StateStore,
     private readonly limits: ViewLimits = DEFAULT_VIEW_LIMITS,
   ) {
-    this.owner = `view:${group.changelog}`;
+    super(group, store, `view:${group.changelog}`);
   }
 
   get(walletId: string): S | undefined {
@@ -237,12 +282,15 @@ export class ChangelogView<S> implements TableReader<S> {
 
   private apply(records: LogRecord[]): number {
     const rows = new Map<string, TableRow>();
+    const applied: AppliedId[] = [];
     const through = new Map(this.through);
     for (const record of records) {
       const entry = this.decode(record);
       if (!entry) continue;
       if (entry.kind === "batch") {
         through.set(record.partition, furthest(through.get(record.partition) ?? new Map(), entry.through));
+        // A group that records its decisions (the ledger's operations) is read by id too.
+        if (this.group.records) for (const e of entry.events) applied.push(appliedId(this.group, e));
         continue;
       }
       const held = rows.get(entry.walletId);
@@ -253,7 +301,7 @@ export class ChangelogView<S> implements TableReader<S> {
     // The through offsets are kept with the view's progress, so that after a restart
     // the view still knows what it includes.
     const marks = [...through].flatMap(([partition, t]) => [...t].map(([topic, offset]) => ({ topic: `through:${topic}`, partition, offset })));
-    this.store.merge(this.owner, [...rows.values()], [], [...next.values(), ...marks]);
+    this.store.merge(this.owner, [...rows.values()], applied, [...next.values(), ...marks]);
     this.backlog = [];
     for (const p of next.values()) this.positions.set(tpKey(p), p);
     for (const [partition, t] of through) this.through.set(partition, t);

@@ -1,4 +1,5 @@
-import { blob, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { sql } from "drizzle-orm";
+import { blob, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
  * Tables of the state store: the processor groups' tables, their progress and their
@@ -39,7 +40,20 @@ export const appliedEvents = sqliteTable("applied_events", {
   fingerprint: text("fingerprint").notNull(),
   /** "applied", or the code of the business rule that refused the event. */
   outcome: text("outcome").notNull(),
-}, (t) => [primaryKey({ columns: [t.owner, t.key, t.eventId] })]);
+  /**
+   * What the group recorded of the decision (the balance group: an OperationRecord),
+   * so this one row is both the dedupe and the audit trail of an operation.
+   */
+  detail: blob("detail", { mode: "buffer" }),
+  /** The ledger entry the decision wrote, numbered per key from 1; null if none. */
+  seq: integer("seq"),
+  /** When that entry was recorded, ms since the epoch; never decreases with seq. */
+  recordedMs: integer("recorded_ms"),
+}, (t) => [
+  primaryKey({ columns: [t.owner, t.key, t.eventId] }),
+  // History, newest first, and balance at a time: the entries of one key by number.
+  index("applied_events_entries").on(t.owner, t.key, t.seq).where(sql`${t.seq} IS NOT NULL`),
+]);
 
 /**
  * Kafka only: what a committed batch has still to produce, one row per batch and

@@ -21,6 +21,18 @@ export interface AppliedId {
   eventId: string;
   fingerprint: string;
   outcome: string;
+  /** What the group recorded of the decision, and the ledger entry it wrote, if any. */
+  detail?: Uint8Array;
+  seq?: number;
+  recordedMs?: number;
+}
+
+/** An applied id as read back. */
+export interface AppliedRow {
+  eventId: string;
+  fingerprint: string;
+  outcome: string;
+  detail: Uint8Array | null;
 }
 
 /** What a batch changes in the store, written in one transaction. */
@@ -51,6 +63,17 @@ const STORE_MIGRATIONS = { folder: join(import.meta.dir, "migrations"), table: "
 /** bun:sqlite binds Buffers without a copy; a Uint8Array view is wrapped, not copied. */
 const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 
+const appliedParams = (owner: string, a: AppliedId) => ({
+  owner,
+  key: a.key,
+  eventId: a.eventId,
+  fingerprint: a.fingerprint,
+  outcome: a.outcome,
+  detail: a.detail === undefined || a.detail.byteLength === 0 ? null : bytes(a.detail),
+  seq: a.seq ?? null,
+  recordedMs: a.recordedMs ?? null,
+});
+
 /**
  * The state of a process's processor groups and views, through Drizzle. Every method
  * is synchronous: bun:sqlite transactions cannot span an await, and a commit that
@@ -66,6 +89,8 @@ export class StateStore {
   private readonly selectRow;
   private readonly selectProgress;
   private readonly selectApplied;
+  private readonly selectEntries;
+  private readonly selectEntryAt;
   private readonly upsertRow;
   private readonly upsertNewerRow;
   private readonly upsertProgress;
@@ -90,9 +115,24 @@ export class StateStore {
       .where(and(eq(progress.owner, p("owner")), eq(progress.topic, p("topic")), eq(progress.partition, p("partition"))))
       .prepare();
     this.selectApplied = this.db
-      .select({ fingerprint: appliedEvents.fingerprint, outcome: appliedEvents.outcome })
+      .select({ eventId: appliedEvents.eventId, fingerprint: appliedEvents.fingerprint, outcome: appliedEvents.outcome, detail: appliedEvents.detail })
       .from(appliedEvents)
       .where(and(eq(appliedEvents.owner, p("owner")), eq(appliedEvents.key, p("key")), eq(appliedEvents.eventId, p("eventId"))))
+      .prepare();
+    const entryColumns = { eventId: appliedEvents.eventId, fingerprint: appliedEvents.fingerprint, outcome: appliedEvents.outcome, detail: appliedEvents.detail };
+    this.selectEntries = this.db
+      .select(entryColumns)
+      .from(appliedEvents)
+      .where(and(eq(appliedEvents.owner, p("owner")), eq(appliedEvents.key, p("key")), sql`${appliedEvents.seq} IS NOT NULL`, sql`${appliedEvents.seq} < ${p("before")}`))
+      .orderBy(sql`${appliedEvents.seq} DESC`)
+      .limit(p("limit"))
+      .prepare();
+    this.selectEntryAt = this.db
+      .select(entryColumns)
+      .from(appliedEvents)
+      .where(and(eq(appliedEvents.owner, p("owner")), eq(appliedEvents.key, p("key")), sql`${appliedEvents.seq} IS NOT NULL`, sql`${appliedEvents.recordedMs} <= ${p("atMs")}`))
+      .orderBy(sql`${appliedEvents.seq} DESC`)
+      .limit(1)
       .prepare();
     const row = { owner: p("owner"), key: p("key"), value: p("value"), version: p("version") };
     const replace = { value: sql`excluded.value`, version: sql`excluded.version` };
@@ -110,7 +150,7 @@ export class StateStore {
     // Ids already known stay as they are: the first decision for an id is the one.
     this.insertApplied = this.db
       .insert(appliedEvents)
-      .values({ owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome") })
+      .values({ owner: p("owner"), key: p("key"), eventId: p("eventId"), fingerprint: p("fingerprint"), outcome: p("outcome"), detail: p("detail"), seq: p("seq"), recordedMs: p("recordedMs") })
       .onConflictDoNothing()
       .prepare();
     this.insertOutbox = this.db.insert(outbox).values({ owner: p("owner"), partition: p("partition"), records: p("records") }).prepare();
@@ -145,8 +185,18 @@ export class StateStore {
     return this.selectProgress.get({ owner, topic: tp.topic, partition: tp.partition })?.nextOffset ?? 0;
   }
 
-  appliedEvent(owner: string, key: string, eventId: string): { fingerprint: string; outcome: string } | undefined {
+  appliedEvent(owner: string, key: string, eventId: string): AppliedRow | undefined {
     return this.selectApplied.get({ owner, key, eventId });
+  }
+
+  /** The applied ids of `key` that wrote a ledger entry, newest first, below entry `before`. */
+  entries(owner: string, key: string, before: number, limit: number): AppliedRow[] {
+    return this.selectEntries.all({ owner, key, before, limit });
+  }
+
+  /** The newest entry of `key` recorded at or before `atMs`. */
+  entryAt(owner: string, key: string, atMs: number): AppliedRow | undefined {
+    return this.selectEntryAt.get({ owner, key, atMs });
   }
 
   /** Runs `work` in one immediate transaction (the write lock taken up front). */
@@ -165,7 +215,7 @@ export class StateStore {
       if (actual !== from.offset) throw new StaleProgressError(from, from.offset, actual);
     }
     for (const row of batch.rows) this.upsertRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
-    for (const a of batch.applied) this.insertApplied.run({ owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome });
+    for (const a of batch.applied) this.insertApplied.run(appliedParams(owner, a));
     this.writeProgress(owner, batch.to);
   }
 
@@ -178,7 +228,7 @@ export class StateStore {
   merge(owner: string, rows: TableRow[], applied: AppliedId[], to: RecordPosition[]): void {
     this.transaction(() => {
       for (const row of rows) this.upsertNewerRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
-      for (const a of applied) this.insertApplied.run({ owner, key: a.key, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome });
+      for (const a of applied) this.insertApplied.run(appliedParams(owner, a));
       this.writeProgress(owner, to);
     });
   }

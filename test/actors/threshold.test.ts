@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { thresholdActor, type ThresholdRule, type ThresholdState } from "../../actors/threshold.js";
-import { isTerminal, type Decided, type DepositEvent, type FlagChange, type Outcome } from "../../actors/types.js";
+import { freshContext, isTerminal, type Decided, type DepositEvent, type FlagChange, type Outcome } from "../../actors/types.js";
 
 /** The decision of an outcome; a terminal refusal here is a failed test. */
 function decided(outcome: Outcome<ThresholdState, FlagChange>): Decided<ThresholdState, FlagChange> {
@@ -32,7 +32,7 @@ function run(rule: ThresholdRule, events: Ev[]): { emitted: boolean[]; state: Th
   const emitted: boolean[] = [];
   events.forEach((e, i) => {
     const deposit: DepositEvent = { depositId: `d${i}`, walletId: "w", amountMinor: e.a, eventTimeMs: e.t };
-    const outcome = decided(actor.handle(state, deposit));
+    const outcome = decided(actor.handle(state, deposit, freshContext()));
     state = outcome.state;
     emitted.push(outcome.emits.length > 0);
     for (const flag of outcome.emits) {
@@ -121,7 +121,7 @@ describe("threshold rule, worked examples", () => {
   test("refuses amounts the collector would refuse as terminal (a dead letter), without remembering them", () => {
     const actor = thresholdActor({ ...unbounded, depositAmountMaxMinor: 100n });
     for (const [amountMinor, code] of [[101n, "amount_exceeds_max"], [0n, "amount_must_be_positive"], [-5n, "amount_must_be_positive"]] as const) {
-      const outcome = actor.handle(actor.initial(), { depositId: "d", walletId: "w", amountMinor, eventTimeMs: 0 });
+      const outcome = actor.handle(actor.initial(), { depositId: "d", walletId: "w", amountMinor, eventTimeMs: 0 }, freshContext());
       expect(isTerminal(outcome) && outcome.terminal.code).toBe(code);
     }
   });

@@ -5,6 +5,7 @@ import { connect } from "node:net";
 import { partitionForKey } from "../../src/log/murmur2.js";
 import { formatMinor } from "../../src/money.js";
 import { decodeDeadLetter } from "../../src/runtime/dead-letter.js";
+import { commands } from "../../src/topics/commands.js";
 import { deposits } from "../../src/topics/deposits.js";
 import { backends, eventually, readTopic, startDev } from "../support.js";
 
@@ -78,7 +79,7 @@ function untilCount(base: string, walletId: string, count: number): Promise<{ te
 }
 
 async function depositEndOffsets(dev: Dev): Promise<number[]> {
-  return dev.log.endOffsets(deposits.name);
+  return dev.log.endOffsets(commands.name);
 }
 
 let barrierCount = 0;
@@ -265,13 +266,20 @@ for (const backend of await backends("HTTP API")) {
     });
 
     describe("Idempotency-Key", () => {
-      test("the same key three times is one deposit", async () => {
+      test("the same key three times is one deposit: a repeat answers as that operation, decided or not", async () => {
         const wallet = "idem-repeat";
         const replies = [];
-        for (let i = 0; i < 3; i++) replies.push(await accepted(dev.base, { wallet_id: wallet, amount: "5" }, { "idempotency-key": "idem-key-1" }));
+        for (let i = 0; i < 3; i++) {
+          const reply = await request(dev.base, "/deposit", { method: "POST", body: JSON.stringify({ wallet_id: wallet, amount: "5" }), headers: { "idempotency-key": "idem-key-1" } });
+          // 202 while pending; 200 with its decision once the actor has decided it.
+          expect([200, 202]).toContain(reply.status);
+          replies.push(reply);
+        }
         for (const reply of replies) {
           expect(reply.json.deposit_id).toBe("idem-key-1");
+          expect(reply.json.operation_id).toBe("idem-key-1");
           expect(reply.json.wallet_id).toBe(wallet);
+          expect(reply.json.position).toBe(replies[0]!.json.position);
         }
         // A distinct deposit after them: the wallet's partition is applied in order, so a
         // count of 2 means the three keyed requests have all been processed.
@@ -279,26 +287,26 @@ for (const backend of await backends("HTTP API")) {
         const state = await untilCount(dev.base, wallet, 2);
         expect(state.body.balance).toBe(6);
         expect(state.body.rejected_deposit_count).toBe(0);
+        const again = await request(dev.base, "/deposit", { method: "POST", body: JSON.stringify({ wallet_id: wallet, amount: "5" }), headers: { "idempotency-key": "idem-key-1" } });
+        expect(again.status).toBe(200);
+        expect(again.json).toMatchObject({ deposit_id: "idem-key-1", status: "settled", amount: 5, entry_id: 1, balance_after: 5 });
       });
 
-      test("the same key with a different amount: the first wins, the second is dead-lettered as a conflict, not a balance rejection", async () => {
+      test("the same key with a different amount is 409 idempotency_key_reused, and changes nothing", async () => {
         const wallet = "idem-conflict";
         const first = await accepted(dev.base, { wallet_id: wallet, amount: "5" }, { "idempotency-key": "idem-key-2" });
-        const second = await accepted(dev.base, { wallet_id: wallet, amount: "7" }, { "idempotency-key": "idem-key-2" });
         expect(first.json.deposit_id).toBe("idem-key-2");
-        expect(second.json.deposit_id).toBe("idem-key-2");
+        const second = await request(dev.base, "/deposit", { method: "POST", body: JSON.stringify({ wallet_id: wallet, amount: "7" }), headers: { "idempotency-key": "idem-key-2" } });
+        expect(second.status).toBe(409);
+        expect(second.json.error.code).toBe("idempotency_key_reused");
         await accepted(dev.base, { wallet_id: wallet, amount: "1" });
         const state = await untilCount(dev.base, wallet, 2);
         expect(state.body.balance).toBe(6);
         expect(state.body.rejected_deposit_count).toBe(0);
-        // Each group that reads deposits refuses it on its own.
-        await eventually(async () => {
-          const letters = (await readTopic(dev.log, "deposits.dlq")).map((r) => decodeDeadLetter(r.value)).filter((l) => l.key === wallet);
-          expect(letters.map((l) => [l.group, l.reasonCode]).sort()).toEqual([
-            ["balance", "deposit_id_reused_with_different_amount"],
-            ["threshold", "deposit_id_reused_with_different_amount"],
-          ]);
-        }, CONVERGE_MS);
+        // Once decided, the view knows it too: still 409, and as a withdrawal too.
+        const third = await request(dev.base, "/withdraw", { method: "POST", body: JSON.stringify({ wallet_id: wallet, amount: "5" }), headers: { "idempotency-key": "idem-key-2" } });
+        expect(third.status).toBe(409);
+        expect(third.json.error.code).toBe("idempotency_key_reused");
       });
 
       test("the same key on another wallet is another deposit", async () => {
@@ -467,10 +475,10 @@ for (const backend of await backends("HTTP API")) {
       }
     });
 
-    test("a retried Idempotency-Key is included too, though it changes nothing", async () => {
+    test("a retried Idempotency-Key answers the first write's position, and changes nothing", async () => {
       const first = await accepted(dev.base, { wallet_id: "ryw-retry", amount: "7" }, { "idempotency-key": "ryw-k" });
-      const again = await accepted(dev.base, { wallet_id: "ryw-retry", amount: "7" }, { "idempotency-key": "ryw-k" });
-      expect(again.json.position).not.toBe(first.json.position);
+      const again = await request(dev.base, "/deposit", { method: "POST", body: JSON.stringify({ wallet_id: "ryw-retry", amount: "7" }), headers: { "idempotency-key": "ryw-k" } });
+      expect(again.json.position).toBe(first.json.position);
       const res = await request(dev.base, `/check/ryw-retry?after=${again.json.position}`);
       expect(res.json.after.included).toBe(true);
       expect(res.json).toMatchObject({ balance: 7, deposit_count: 1 });

@@ -7,13 +7,13 @@ import { EmbeddedLog } from "../../src/log/embedded.js";
 import { LogGuard } from "../../src/log/guard.js";
 import { Emitter } from "../../src/runtime/emitter.js";
 import { topicSpecs } from "../../src/runtime/group.js";
-import { deposits } from "../../src/topics/deposits.js";
+import { commands } from "../../src/topics/commands.js";
 
-const noViews = { get: () => undefined, status: () => ({ caughtUp: true, asOfMs: Date.now() }), waitFor: async () => true, start() {}, done: Promise.resolve(), async stop() {} };
+const noViews = { get: () => undefined, applied: () => undefined, entries: () => [], entryAt: () => undefined, status: () => ({ caughtUp: true, asOfMs: Date.now() }), waitFor: async () => true, start() {}, done: Promise.resolve(), async stop() {} };
 
 function appOn(log: EmbeddedLog, depositAmountMaxMinor: bigint) {
   const guard = new LogGuard(log);
-  return createApp({ deposits: new Emitter(guard, deposits), health: guard, balances: noViews, flags: noViews, depositAmountMaxMinor });
+  return createApp({ commands: new Emitter(guard, commands), health: guard, balances: noViews, flags: noViews, depositAmountMaxMinor });
 }
 
 describe("when the log refuses a write", () => {

@@ -96,19 +96,12 @@ if (brokers) {
       expect(retry.partition).toBe(seed.partition);
       expect(retry.offset).toBeGreaterThan(seed.offset);
 
-      // Barrier: a later deposit on the same wallet (same partition, so processed after
-      // the retry). Once it shows, the retry has been handled, and must not have counted.
-      const res = await fetch(`${dev.base}/deposit`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ wallet_id: SEED_WALLET, amount: "1" }),
-      });
-      expect(res.status).toBe(202);
-      const posted = (await res.json()) as { position: string };
-      const [partition, offset] = posted.position.split(":").map(Number);
-      // Our producer picks the partition itself; it must be the Java client's, after the retry.
-      expect(partition).toBe(seed.partition);
-      expect(offset).toBeGreaterThan(retry.offset);
+      // Barrier: a later deposit on the same wallet and topic (same partition, so
+      // processed after the retry). Once it shows, the retry has been handled, and must
+      // not have counted.
+      const barrier = await javaProduce(topic, SEED_WALLET, deposits.codec.encode({ depositId: "ext-barrier", walletId: SEED_WALLET, amountMinor: 100n, eventTimeMs: Date.now() }));
+      expect(barrier.partition).toBe(seed.partition);
+      expect(barrier.offset).toBeGreaterThan(retry.offset);
       await expectBalance(dev.base, SEED_WALLET, "1235.56", 2);
 
       dev.proc.kill("SIGTERM");

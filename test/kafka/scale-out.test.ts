@@ -45,7 +45,8 @@ async function post(base: string, walletId: string, cents: bigint, key: string):
         headers: { "idempotency-key": key },
         body: JSON.stringify({ wallet_id: walletId, amount: formatMinor(cents) }),
       });
-      if (res.status === 202) return;
+      // 202 pending, or 200 for a retry of a key already decided.
+      if (res.status === 202 || res.status === 200) return;
       throw new Error(`${res.status} ${await res.text()}`);
     } catch (error) {
       // A retry with the same key is safe: the deposit counts once.

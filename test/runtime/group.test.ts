@@ -81,7 +81,7 @@ describe("what is derived from the list of groups", () => {
   test("topic specs: inputs, emits, their dead letters, and a compacted changelog per group", () => {
     const specs = topicSpecs(GROUPS, 12);
     expect(specs.map((s) => s.name).sort()).toEqual(
-      ["balance-table", "deposits", "deposits.dlq", "flagger-table", "flags", "flags.dlq", "threshold-table"].sort(),
+      ["balance-table", "commands", "commands.dlq", "deposits", "deposits.dlq", "flagger-table", "flags", "flags.dlq", "ledger", "threshold-table"].sort(),
     );
     expect(specs.filter((s) => s.compacted).map((s) => s.name).sort()).toEqual(["balance-table", "flagger-table", "threshold-table"]);
     expect(specs.every((s) => s.partitions === 12)).toBe(true);

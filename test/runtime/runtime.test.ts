@@ -104,7 +104,7 @@ async function run(h: Harness, c: Command, produced: Deposit[]): Promise<void> {
 }
 
 /** The views the API would read in this mode: the tables in place, or replicas fed by the changelogs. */
-async function views(h: Harness): Promise<{ balances: TableReader<{ balanceMinor: bigint }>; flags: TableReader<{ flagged: boolean }> }> {
+async function views(h: Harness): Promise<{ balances: TableReader<{ balanceMinor: bigint }, unknown>; flags: TableReader<{ flagged: boolean }> }> {
   if (h.mode === "shared") return { balances: new LocalTable(balance, h.store), flags: new LocalTable(flagger, h.store) };
   const balances = new ChangelogView(balance, h.log, h.store);
   const flags = new ChangelogView(flagger, h.log, h.store);

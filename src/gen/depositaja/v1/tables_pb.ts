@@ -18,16 +18,18 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file depositaja/v1/tables.proto.
  */
 export const file_depositaja_v1_tables: GenFile = /*@__PURE__*/
-  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSLGAQoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCSLVAQoTVGhyZXNob2xkVGFibGVWYWx1ZRIWCg5lbnRyeV90aW1lc19tcxgFIAMoAxIbChNlbnRyeV9hbW91bnRzX21pbm9yGAYgAygDEjUKEW5ld2VzdF9ldmVudF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9icmVhY2hfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNZXZpY3RlZF9jb3VudBgEIAEoBEoECAEQAiKYAQoRRmxhZ2dlclRhYmxlVmFsdWUSDwoHZmxhZ2dlZBgBIAEoCBIpCgZyZWFzb24YAiABKA4yGS5kZXBvc2l0YWphLnYxLkZsYWdSZWFzb24SMAoMY2hhbmdlZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1sYXN0X2V2ZW50X2lkGAQgASgJIlkKDEFwcGxpZWRFdmVudBIRCgl3YWxsZXRfaWQYASABKAkSEAoIZXZlbnRfaWQYAiABKAkSEwoLZmluZ2VycHJpbnQYAyABKAkSDwoHb3V0Y29tZRgEIAEoCWIGcHJvdG8z", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
+  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSKoAwoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCRISCgpoZWxkX21pbm9yGAcgASgDEhoKEmNyZWRpdF9saW1pdF9taW5vchgIIAEoAxIPCgdmbGFnZ2VkGAkgASgIEhgKEHdpdGhkcmF3YWxfY291bnQYCiABKAQSFgoOcmV2ZXJzYWxfY291bnQYCyABKAQSIAoYcmVqZWN0ZWRfb3BlcmF0aW9uX2NvdW50GAwgASgEEhMKC2VudHJ5X2NvdW50GA0gASgEEjYKEmxhc3RfcmVjb3JkZWRfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi1QEKE1RocmVzaG9sZFRhYmxlVmFsdWUSFgoOZW50cnlfdGltZXNfbXMYBSADKAMSGwoTZW50cnlfYW1vdW50c19taW5vchgGIAMoAxI1ChFuZXdlc3RfZXZlbnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRZmlyc3RfYnJlYWNoX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV2aWN0ZWRfY291bnQYBCABKARKBAgBEAIimAEKEUZsYWdnZXJUYWJsZVZhbHVlEg8KB2ZsYWdnZWQYASABKAgSKQoGcmVhc29uGAIgASgOMhkuZGVwb3NpdGFqYS52MS5GbGFnUmVhc29uEjAKDGNoYW5nZWRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbGFzdF9ldmVudF9pZBgEIAEoCSJpCgxBcHBsaWVkRXZlbnQSEQoJd2FsbGV0X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEhMKC2ZpbmdlcnByaW50GAMgASgJEg8KB291dGNvbWUYBCABKAkSDgoGZGV0YWlsGAUgASgMYgZwcm90bzM", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
 
 /**
- * The balance (collector) group's value for one wallet.
+ * The balance group's value for one wallet: the wallet ledger's state.
  *
  * @generated from message depositaja.v1.BalanceTableValue
  */
 export type BalanceTableValue = Message<"depositaja.v1.BalanceTableValue"> & {
   /**
-   * Sum of applied deposits, in minor units. Never above the configured maximum.
+   * The sum of the wallet's ledger entries (deposits minus withdrawals minus
+   * reversals), in minor units. Never above the configured maximum; below zero only
+   * within the credit limit, or after a reversal.
    *
    * @generated from field: int64 balance_minor = 1;
    */
@@ -65,6 +67,56 @@ export type BalanceTableValue = Message<"depositaja.v1.BalanceTableValue"> & {
    * @generated from field: string last_rejection_code = 6;
    */
   lastRejectionCode: string;
+
+  /**
+   * Reserved by pending outgoing transfers. available = balance + credit_limit - held.
+   *
+   * @generated from field: int64 held_minor = 7;
+   */
+  heldMinor: bigint;
+
+  /**
+   * @generated from field: int64 credit_limit_minor = 8;
+   */
+  creditLimitMinor: bigint;
+
+  /**
+   * The wallet's flag as the ledger last read it on `flags`: no money out while set.
+   *
+   * @generated from field: bool flagged = 9;
+   */
+  flagged: boolean;
+
+  /**
+   * @generated from field: uint64 withdrawal_count = 10;
+   */
+  withdrawalCount: bigint;
+
+  /**
+   * @generated from field: uint64 reversal_count = 11;
+   */
+  reversalCount: bigint;
+
+  /**
+   * Operations of any kind refused by a rule.
+   *
+   * @generated from field: uint64 rejected_operation_count = 12;
+   */
+  rejectedOperationCount: bigint;
+
+  /**
+   * The number of the wallet's last ledger entry (entries are 1..entry_count).
+   *
+   * @generated from field: uint64 entry_count = 13;
+   */
+  entryCount: bigint;
+
+  /**
+   * When the last decision was recorded; recorded times never go back.
+   *
+   * @generated from field: google.protobuf.Timestamp last_recorded_time = 14;
+   */
+  lastRecordedTime?: Timestamp | undefined;
 };
 
 /**
@@ -195,6 +247,14 @@ export type AppliedEvent = Message<"depositaja.v1.AppliedEvent"> & {
    * @generated from field: string outcome = 4;
    */
   outcome: string;
+
+  /**
+   * What the group recorded of the decision, for groups that keep one (the balance
+   * group: an OperationRecord, serialized). Empty otherwise.
+   *
+   * @generated from field: bytes detail = 5;
+   */
+  detail: Uint8Array;
 };
 
 /**

@@ -1,0 +1,315 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { formatMinor, parseAmount } from "../money.js";
+import { DERIVED_EVENT_ID_LENGTH_MAX, EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import { DESCRIPTION_LENGTH_MAX } from "../topics/commands.js";
+
+/**
+ * The API's routes, declared once with zod (@hono/zod-openapi). Each declaration is
+ * both the validator of its requests (see `validated` in app.ts) and its part of the
+ * OpenAPI 3.1 document at GET /openapi.json. Every rule carries the stable error code
+ * it answers with, so a refusal says which rule the request broke.
+ */
+
+export interface RouteLimits {
+  amountMaxMinor: bigint;
+  creditLimitMaxMinor: bigint;
+}
+
+/** The most a write waits for its decision under `Prefer: wait=<seconds>`. */
+export const PREFER_WAIT_SECONDS_MAX = 10;
+export const HISTORY_LIMIT_MAX = 500;
+export const HISTORY_LIMIT_DEFAULT = 50;
+
+/** A refusal by a rule of ours, as a zod issue: the code travels in params. */
+function fail(ctx: z.RefinementCtx, code: string, message: string): void {
+  ctx.addIssue({ code: "custom", message, params: { code } });
+}
+
+/** An id: 1 to `max` characters, well-formed Unicode, no control characters. */
+const id = (field: string, max: number, description: string, example: string) =>
+  z
+    .string()
+    .superRefine((value, ctx) => {
+      const error = idError(value, field, max);
+      if (error) fail(ctx, error.code, error.message);
+    })
+    .openapi({ description, example, minLength: 1, maxLength: max });
+
+const walletId = id("wallet_id", WALLET_ID_LENGTH_MAX, "The wallet: 1 to 128 characters, no control characters.", "w1");
+const operationIdParam = id("operation_id", DERIVED_EVENT_ID_LENGTH_MAX, "The operation's id, as a write answered it in `operation_id`.", "order-1001");
+
+const decimalDescription =
+  "A decimal with at most 2 fraction digits, as a JSON number or a string (`2000`, `\"20.50\"`). Judged by the digits sent, never through a float.";
+
+// Any JSON number, Infinity included (1e309 parses to it), so that the money rules
+// below, not the type check, say what is wrong with it.
+const anyNumber = z.custom<number>((v) => typeof v === "number").openapi({ type: "number" });
+
+/** Money in a request: positive, at most `maxMinor`, judged by its digits (see readJsonObject). */
+const amount = (maxMinor: bigint) =>
+  z
+    .union([z.string(), anyNumber])
+    .superRefine((value, ctx) => {
+      const parsed = parseAmount(value, maxMinor);
+      if (!parsed.ok) fail(ctx, parsed.code, parsed.message);
+    })
+    .openapi({ description: `${decimalDescription} Positive, at most ${formatMinor(maxMinor)}.`, example: "20.50" });
+
+/** A credit limit: like an amount, but 0 is allowed (no credit). */
+export function parseCreditLimit(value: unknown, maxMinor: bigint) {
+  if (value === 0 || value === "0" || (typeof value === "string" && /^0+(\.0{1,2})?$/.test(value))) return { ok: true as const, minor: 0n };
+  const parsed = parseAmount(value, maxMinor);
+  if (parsed.ok) return parsed;
+  const code = parsed.code === "amount_exceeds_max" ? "credit_limit_exceeds_max" : parsed.code.replace(/^amount/, "credit_limit");
+  return { ok: false as const, code, message: parsed.message.replace(/^amount/, "credit_limit") };
+}
+
+const creditLimit = (maxMinor: bigint) =>
+  z
+    .union([z.string(), anyNumber])
+    .superRefine((value, ctx) => {
+      const parsed = parseCreditLimit(value, maxMinor);
+      if (!parsed.ok) fail(ctx, parsed.code, parsed.message);
+    })
+    .openapi({ description: `${decimalDescription} 0 (no credit) up to ${formatMinor(maxMinor)}.`, example: "50" });
+
+const reference = id("reference", EVENT_ID_LENGTH_MAX, "The client's unique reference. It is the operation's id when no Idempotency-Key is sent.", "payout-7731").optional();
+const description = z
+  .string()
+  .max(DESCRIPTION_LENGTH_MAX)
+  .openapi({ description: `Free text for the history, at most ${DESCRIPTION_LENGTH_MAX} characters.`, example: "ATM withdrawal" })
+  .optional();
+
+const money = (text: string) => z.number().openapi({ description: `${text} An exact decimal (JSON number, at most 2 fraction digits).`, example: 20.5 });
+const time = (text: string) => z.string().openapi({ description: `${text} RFC 3339, UTC.`, example: "2026-11-22T10:00:00.000Z" });
+const position = z.string().openapi({ description: "Where the command is in the log, `<partition>:<offset>`; pass it as `?after=` to read this write.", example: "9:0" });
+
+export const ErrorBody = z
+  .object({ error: z.object({ code: z.string().openapi({ example: "amount_has_too_many_decimals" }), message: z.string() }) })
+  .openapi("Error", { description: "Every refusal: a stable code named after the broken rule, and a sentence for people." });
+
+const KINDS = ["deposit", "withdrawal", "credit_limit", "reversal"] as const;
+
+export const OperationBody = z
+  .object({
+    operation_id: z.string(),
+    kind: z.enum(KINDS),
+    status: z.enum(["pending", "settled", "rejected"]),
+    reason: z.string().optional().openapi({ description: "Rejected only: the rule the operation broke, such as `insufficient_funds`.", example: "insufficient_funds" }),
+    wallet_id: z.string(),
+    amount: money("Deposit, withdrawal: the amount; credit limit: the new limit; reversal: the amount taken back.").nullable(),
+    position: position.nullable(),
+    deposit_id: z.string().optional().openapi({ description: "POST /deposit only: the operation id, under its seed name." }),
+    created_at: time("When the API accepted it.").optional(),
+    decided_at: time("When the wallet's actor decided it.").optional(),
+    description: z.string().optional(),
+    reference: z.string().optional(),
+    entry_id: z.number().int().optional().openapi({ description: "The ledger entry it wrote, if it changed the balance." }),
+    balance_after: money("The balance after it.").optional(),
+    reversal_of: z.string().optional().openapi({ description: "Reversals: the deposit reversed." }),
+  })
+  .openapi("Operation");
+
+const Entry = z
+  .object({
+    entry_id: z.number().int().openapi({ description: "1, 2, 3, ... per wallet." }),
+    operation_id: z.string(),
+    kind: z.enum(KINDS),
+    amount: money("Signed: positive in, negative out."),
+    balance_after: money("The balance after this entry."),
+    event_time: time("When the operation happened."),
+    recorded_at: time("When the ledger recorded it."),
+    description: z.string().optional(),
+  })
+  .openapi("Entry");
+
+const Flag = z.object({ reason: z.enum(["threshold", "manual"]), flagged_at: time("When it was flagged.").nullable() }).nullable();
+
+const freshness = {
+  as_of: time("Every change committed before this time is included."),
+  stale: z.boolean().openapi({ description: "True when the view is more than 5 s behind." }),
+};
+
+const headers = z.object({
+  "idempotency-key": id("idempotency_key", EVENT_ID_LENGTH_MAX, "The operation's id: the same key with the same content is the same operation; with other content, 409.", "order-1001").optional(),
+  prefer: z.string().optional().openapi({ description: `RFC 7240. \`wait=<seconds>\` (at most ${PREFER_WAIT_SECONDS_MAX}) answers with the decision once it is made, or 202 when the wait runs out.`, example: "wait=5" }),
+});
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { "application/json": { schema } }, description });
+const refusals = {
+  400: json(ErrorBody, "The request broke a rule: see `error.code`."),
+  413: json(ErrorBody, "The body is larger than 16 KiB."),
+  415: json(ErrorBody, "The body is not JSON."),
+  503: json(ErrorBody, "The log is unavailable; retry after `Retry-After` with the same Idempotency-Key."),
+};
+const writeResponses = {
+  200: json(OperationBody, "Decided (with `Prefer: wait`, or a repeat of a decided operation): `settled`, or `rejected` with its `reason`."),
+  202: json(OperationBody, "Accepted and `pending`: the wallet's actor decides it next."),
+  409: json(ErrorBody, "`idempotency_key_reused`: the id was used for other content (amount, kind or wallet)."),
+  ...refusals,
+};
+
+const wallets = "Wallets";
+const writes = "Writes";
+
+/** Every route of the API, built for the configured limits. */
+export function routes(limits: RouteLimits) {
+  const moneyBody = z.object({ wallet_id: walletId, amount: amount(limits.amountMaxMinor), reference, description });
+  return {
+    deposit: createRoute({
+      method: "post",
+      path: "/deposit",
+      tags: [writes],
+      summary: "Deposit money into a wallet",
+      description: "Emits a deposit command; the wallet's actor decides it. Refused by the actor with `balance_would_exceed_max`.",
+      request: { headers, body: { content: { "application/json": { schema: moneyBody.openapi("DepositRequest", { example: { wallet_id: "w1", amount: "100" } }) } }, required: true } },
+      responses: writeResponses,
+    }),
+    withdraw: createRoute({
+      method: "post",
+      path: "/withdraw",
+      tags: [writes],
+      summary: "Withdraw money from a wallet",
+      description: "Decided against `available = balance + credit_limit - held`: `insufficient_funds` past it, `rejected_fraud` for a flagged wallet.",
+      request: { headers, body: { content: { "application/json": { schema: moneyBody.openapi("WithdrawRequest", { example: { wallet_id: "w1", amount: "30", reference: "payout-7731" } }) } }, required: true } },
+      responses: writeResponses,
+    }),
+    creditLimit: createRoute({
+      method: "put",
+      path: "/wallets/{wallet_id}/credit-limit",
+      tags: [writes],
+      summary: "Set a wallet's credit limit",
+      description: "An operation like the others, decided by the actor: `credit_limit_below_usage` if it would leave `available` below 0.",
+      request: {
+        headers,
+        params: z.object({ wallet_id: walletId }),
+        body: { content: { "application/json": { schema: z.object({ credit_limit: creditLimit(limits.creditLimitMaxMinor), reference, description }).openapi("CreditLimitRequest", { example: { credit_limit: "50" } }) } }, required: true },
+      },
+      responses: writeResponses,
+    }),
+    reverse: createRoute({
+      method: "post",
+      path: "/wallets/{wallet_id}/operations/{operation_id}/reverse",
+      tags: [writes],
+      summary: "Reverse a settled deposit that bounced",
+      description:
+        "Takes the deposit's amount back, even into debt; a debt blocks every debit until it is repaid. The reversal's id is `reversal:<operation_id>`, so reversing twice is one operation (an Idempotency-Key is ignored). Anything but a settled deposit: `operation_not_reversible`.",
+      request: { headers, params: z.object({ wallet_id: walletId, operation_id: id("operation_id", EVENT_ID_LENGTH_MAX, "The deposit to reverse.", "dep-1") }) },
+      responses: writeResponses,
+    }),
+    operation: createRoute({
+      method: "get",
+      path: "/wallets/{wallet_id}/operations/{operation_id}",
+      tags: [wallets],
+      summary: "An operation and its status",
+      request: {
+        params: z.object({ wallet_id: walletId, operation_id: operationIdParam }),
+        query: z.object({ after: position.optional() }),
+      },
+      responses: { 200: json(OperationBody, "The operation."), 400: refusals[400], 404: json(ErrorBody, "`operation_not_found`.") },
+    }),
+    wallet: createRoute({
+      method: "get",
+      path: "/wallets/{wallet_id}",
+      tags: [wallets],
+      summary: "A wallet's balance, available funds, credit limit and flag",
+      request: { params: z.object({ wallet_id: walletId }) },
+      responses: {
+        200: json(
+          z
+            .object({
+              wallet_id: z.string(),
+              balance: money("The sum of the wallet's entries."),
+              available: money("balance + credit_limit - held; below 0 only after a reversal."),
+              held: money("Reserved by pending outgoing transfers."),
+              credit_limit: money("How far below zero withdrawals may take the balance."),
+              above_threshold: z.boolean(),
+              flag: Flag,
+              deposit_count: z.number().int(),
+              withdrawal_count: z.number().int(),
+              reversal_count: z.number().int(),
+              rejected_count: z.number().int().openapi({ description: "Operations of any kind refused by a rule." }),
+              entry_count: z.number().int(),
+              ...freshness,
+            })
+            .openapi("Wallet"),
+          "The wallet; a wallet never seen is all zeros.",
+        ),
+        400: refusals[400],
+      },
+    }),
+    history: createRoute({
+      method: "get",
+      path: "/wallets/{wallet_id}/history",
+      tags: [wallets],
+      summary: "A wallet's ledger entries, newest first",
+      request: {
+        params: z.object({ wallet_id: walletId }),
+        query: z.object({
+          limit: z.string().optional().openapi({ description: `1 to ${HISTORY_LIMIT_MAX}, default ${HISTORY_LIMIT_DEFAULT}.`, example: "50" }),
+          cursor: z.string().optional().openapi({ description: "`next_cursor` of the previous page." }),
+        }),
+      },
+      responses: {
+        200: json(
+          z.object({ wallet_id: z.string(), entries: z.array(Entry), next_cursor: z.string().nullable().openapi({ description: "Null on the last page." }) }).openapi("History"),
+          "One page of entries.",
+        ),
+        400: refusals[400],
+      },
+    }),
+    balanceAt: createRoute({
+      method: "get",
+      path: "/wallets/{wallet_id}/balance",
+      tags: [wallets],
+      summary: "A wallet's balance as of a time",
+      description: "Counted by when the ledger recorded the entries (`recorded_at`).",
+      request: { params: z.object({ wallet_id: walletId }), query: z.object({ at: z.string().openapi({ description: "RFC 3339, such as 2026-11-22T10:00:00Z.", example: "2026-11-22T10:00:00Z" }) }) },
+      responses: {
+        200: json(
+          z.object({ wallet_id: z.string(), at: time("The time asked for."), balance: money("The balance after the last entry recorded at or before `at`."), entry_id: z.number().int().nullable() }).openapi("BalanceAt"),
+          "The balance then.",
+        ),
+        400: refusals[400],
+      },
+    }),
+    check: createRoute({
+      method: "get",
+      path: "/check/{wallet_id}",
+      tags: [wallets],
+      summary: "The seed's check: balance and the threshold flag",
+      request: { params: z.object({ wallet_id: walletId }), query: z.object({ after: position.optional() }) },
+      responses: {
+        200: json(
+          z
+            .object({
+              wallet_id: z.string(),
+              balance: money("The wallet's balance."),
+              above_threshold: z.boolean(),
+              deposit_count: z.number().int(),
+              rejected_deposit_count: z.number().int(),
+              flag: Flag,
+              after: z.object({ position, included: z.boolean() }).optional(),
+              ...freshness,
+            })
+            .openapi("Check"),
+          "The wallet.",
+        ),
+        400: refusals[400],
+      },
+    }),
+    health: createRoute({ method: "get", path: "/health", tags: ["Service"], summary: "The process is up", responses: { 200: json(z.object({ status: z.literal("ok") }), "Up.") } }),
+    ready: createRoute({
+      method: "get",
+      path: "/ready",
+      tags: ["Service"],
+      summary: "The log answers and the views have caught up",
+      responses: {
+        200: json(z.object({ status: z.string(), log: z.string(), views_caught_up: z.record(z.string(), z.boolean()) }), "Ready."),
+        503: json(z.object({ status: z.string(), log: z.string(), views_caught_up: z.record(z.string(), z.boolean()) }), "Not ready."),
+      },
+    }),
+  };
+}
+
+export type Routes = ReturnType<typeof routes>;
