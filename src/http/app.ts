@@ -284,7 +284,7 @@ const OPENAPI_INFO = {
   openapi: "3.1.0",
   info: {
     title: "Depositaja",
-    version: "0.2.0",
+    version: "0.3.0",
     description:
       "An event-driven wallet ledger. Writes are commands decided by the wallet's actor: they answer 202 `pending`, or the decision with `Prefer: wait=<seconds>`. A rejection is a decision (200, `status: rejected`), not an HTTP error. Every refusal of a request is `{\"error\":{\"code\",\"message\"}}`.",
   },

@@ -60,8 +60,9 @@ export function parseCreditLimit(value: unknown, maxMinor: bigint) {
   if (value === 0 || value === "0" || (typeof value === "string" && /^0+(\.0{1,2})?$/.test(value))) return { ok: true as const, minor: 0n };
   const parsed = parseAmount(value, maxMinor);
   if (parsed.ok) return parsed;
-  const code = parsed.code === "amount_exceeds_max" ? "credit_limit_exceeds_max" : parsed.code.replace(/^amount/, "credit_limit");
-  return { ok: false as const, code, message: parsed.message.replace(/^amount/, "credit_limit") };
+  const code = parsed.code.replace(/^amount/, "credit_limit");
+  const message = code === "credit_limit_must_be_positive" ? "credit_limit must be 0 or more" : parsed.message.replace(/^amount/, "credit_limit");
+  return { ok: false as const, code, message };
 }
 
 const creditLimit = (maxMinor: bigint) =>
@@ -84,8 +85,32 @@ const money = (text: string) => z.number().openapi({ description: `${text} An ex
 const time = (text: string) => z.string().openapi({ description: `${text} RFC 3339, UTC.`, example: "2026-11-22T10:00:00.000Z" });
 const position = z.string().openapi({ description: "Where the command is in the log, `<partition>:<offset>`; pass it as `?after=` to read this write.", example: "9:0" });
 
+const idCodes = (field: string) => [`${field}_is_required`, `${field}_must_be_string`, `${field}_too_long`, `${field}_has_control_characters`, `${field}_must_be_valid_unicode`];
+const moneyCodes = (field: string) =>
+  ["is_required", "must_be_number_or_string", "must_be_decimal", "must_be_finite", "must_be_positive", "has_too_many_decimals", "exceeds_max"].map((rule) => `${field}_${rule}`);
+
+/** Every `error.code` the API answers with, by HTTP status. The README's table lists the same. */
+export const ERROR_CODES = {
+  400: [
+    "body_must_be_json", "body_must_be_utf8", "body_must_be_object",
+    ...idCodes("wallet_id"), ...moneyCodes("amount"), ...moneyCodes("credit_limit"),
+    ...idCodes("idempotency_key"), ...idCodes("reference"), ...idCodes("operation_id").slice(2), "operation_id_reserved",
+    "description_must_be_string", "description_too_long",
+    "after_must_be_position", "limit_out_of_range", "cursor_invalid", "at_is_required", "at_must_be_rfc3339",
+  ],
+  404: ["route_not_found", "operation_not_found"],
+  405: ["method_not_allowed"],
+  409: ["idempotency_key_reused"],
+  413: ["body_too_large"],
+  415: ["body_must_be_json"],
+  500: ["internal_error", "operation_not_applied"],
+  503: ["log_unavailable"],
+} as const;
+
+const allCodes = [...new Set(Object.values(ERROR_CODES).flat())].sort();
+
 export const ErrorBody = z
-  .object({ error: z.object({ code: z.string().openapi({ example: "amount_has_too_many_decimals" }), message: z.string() }) })
+  .object({ error: z.object({ code: z.enum(allCodes as [string, ...string[]]).openapi({ example: "amount_has_too_many_decimals" }), message: z.string() }) })
   .openapi("Error", { description: "Every refusal: a stable code named after the broken rule, and a sentence for people." });
 
 const KINDS = ["deposit", "withdrawal", "credit_limit", "reversal"] as const;

@@ -1,6 +1,7 @@
-// Events on Depositaja's input topics. These topics are a public interface: any
-// trusted producer (our API, our CLIs, rpk, kcat, another service) may write them, so
-// fields are only ever added, never renumbered or retyped.
+// Events on Depositaja's input topics `deposits` and `flags`. These topics are a public
+// interface: any trusted producer (our CLIs, rpk, kcat, another service) may write
+// them, so fields are only ever added, never renumbered or retyped. The API writes
+// its operations to `commands` (ledger.proto).
 //
 // Every record is keyed by the wallet id (UTF-8 bytes) and partitioned with Kafka's
 // default murmur2 partitioner, so all events of one wallet land in one partition.
@@ -25,14 +26,16 @@ export const file_depositaja_v1_events: GenFile = /*@__PURE__*/
  * A deposit of money into one wallet, on topic `deposits`.
  *
  * Consumers count a deposit at most once per (wallet_id, deposit_id): a producer that
- * is unsure whether its write landed may send the same deposit again.
+ * is unsure whether its write landed may send the same deposit again. Deposit ids and
+ * the operation ids of `commands` are one space per wallet: a deposit sent on both
+ * topics with one id counts once. The wallet ledger (the `balance` group) gives each
+ * deposit a ledger entry and an operation record, like a deposit sent through the API.
  *
  * @generated from message depositaja.v1.Deposit
  */
 export type Deposit = Message<"depositaja.v1.Deposit"> & {
   /**
-   * Unique per wallet. The API uses the client's Idempotency-Key, or generates a
-   * UUIDv7. At most 128 characters.
+   * Unique per wallet, 1 to 128 characters without control characters.
    *
    * @generated from field: string deposit_id = 1;
    */
