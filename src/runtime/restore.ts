@@ -46,11 +46,9 @@ const throughTopic = (group: AnyGroup, input: string) => `${group.changelog}@${i
  * again nor re-read.
  *
  * Output this instance committed but never sent (it crashed in between) is still in
- * its outbox. If the changelog has caught up with or passed the local progress, input
- * by input (another instance applied the same input meanwhile), that output is stale
- * and dropped: a compacted topic keeps the last record written, not the newest version.
- * If the local progress is ahead, it is sent at the next publish. If each has applied
- * input the other has not, the partition is rebuilt from the changelog. Returns the
+ * its outbox. If another instance wrote the changelog meanwhile, it applied that input
+ * on its own, and this instance's state of the partition is rebuilt from the changelog
+ * (see resume). If nobody did, the outbox is sent at the next publish. Returns the
  * number of records read.
  */
 export async function restorePartitions(group: AnyGroup, log: Log, store: StateStore, partitions: number[]): Promise<number> {
@@ -61,7 +59,10 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
   const through = new Map<number, Through>(partitions.map((p) => [p, new Map(inputs.map((topic) => [topic, store.progress(owner, { topic: throughTopic(group, topic), partition: p })]))]));
   let restored = 0;
   let skipped = 0;
+  /** Partitions whose changelog someone else wrote to since this instance last read or wrote it. */
+  const moved = new Set<number>();
   for await (const batch of log.replay(group.changelog, from)) {
+    for (const record of batch) moved.add(record.partition);
     const rows = new Map<string, TableRow>();
     const applied: AppliedId[] = [];
     for (const record of batch) {
@@ -89,7 +90,7 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
     restored += batch.length;
   }
   if (skipped > 0) console.warn(`[${owner}] skipped ${skipped} undecodable changelog records while restoring`);
-  const diverged = partitions.filter((partition) => resume(group, store, partition, through.get(partition)!) === "diverged");
+  const diverged = partitions.filter((partition) => resume(group, store, partition, through.get(partition)!, moved.has(partition)) === "diverged");
   if (diverged.length === 0) return restored;
   // This instance and the changelog each applied input the other did not (a group of
   // several inputs, read in another order by an instance that took the partition over
@@ -102,13 +103,21 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
 }
 
 /**
- * Picks the progress a restored partition resumes from. If the changelog has applied
- * at least what this instance has, input by input, the changelog wins and any outbox
- * is stale; if this instance has applied at least what the changelog has, it keeps its
- * progress and its outbox is still to be sent; otherwise the two diverged.
+ * Picks the progress a restored partition resumes from.
+ *
+ * Output this instance committed but never sent (its outbox) means its state holds
+ * decisions the changelog does not. If someone else wrote the changelog meanwhile, it
+ * decided the same input on its own, possibly in another order across inputs (and so
+ * differently: a withdrawal before or after a flag), so this state is not a prefix of
+ * the published one: diverged, whatever the offsets say. Otherwise: if the changelog has
+ * applied at least what this instance has, input by input, the changelog wins; if this
+ * instance has applied at least what the changelog has, it keeps its progress and its
+ * outbox is still to be sent; else the two diverged.
  */
-function resume(group: AnyGroup, store: StateStore, partition: number, changelog: Through): "changelog" | "local" | "diverged" {
+function resume(group: AnyGroup, store: StateStore, partition: number, changelog: Through, moved: boolean): "changelog" | "local" | "diverged" {
   const owner = group.name;
+  const unsent = store.outbox(owner, new Set([partition]), 1).length > 0;
+  if (unsent && moved) return "diverged";
   const local = new Map(group.inputs.map((i) => [i.topic.name, store.progress(owner, { topic: i.topic.name, partition })]));
   if (covers(changelog, local)) {
     store.deleteOutboxOf(owner, partition);
