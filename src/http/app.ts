@@ -46,8 +46,12 @@ export interface AppDeps {
   nowMs?: () => number;
 }
 
-/** Writes this API instance accepted and has not seen decided yet, at most. */
-const PENDING_ENTRIES_MAX = 100_000;
+/**
+ * Writes this API instance accepted and has not seen decided, at most; the oldest are
+ * forgotten first. A repeat of a forgotten one that is still undecided is emitted
+ * again (the actor applies it once), and a conflicting one is caught by the actor.
+ */
+const PENDING_ENTRIES_MAX = 10_000;
 
 interface Pending {
   fingerprint: string;
@@ -290,13 +294,21 @@ const OPENAPI_INFO = {
   },
 };
 
+/** Query schemas that accept an empty query: a request without one skips parsing it. */
+const emptyQueryPasses = new WeakMap<object, boolean>();
+
 /** Validates a request against its route declaration: params, query, headers, body. */
 async function validated(c: Context, route: RouteConfig): Promise<Parts> {
   const request = route.request;
   const parts: Parts = { params: {}, query: {}, headers: {}, body: {} };
   if (request?.params) parts.params = check(request.params as ZodType, c.req.param());
   if (request?.headers) parts.headers = check(request.headers as ZodType, c.req.header());
-  if (request?.query) parts.query = check(request.query as ZodType, c.req.query());
+  const query = request?.query as ZodType | undefined;
+  if (query) {
+    let passes = emptyQueryPasses.get(query);
+    if (passes === undefined) emptyQueryPasses.set(query, (passes = query.safeParse({}).success));
+    if (!passes || c.req.url.includes("?")) parts.query = check(query, c.req.query());
+  }
   const media = request?.body?.content["application/json"];
   const body = media && "schema" in media ? media.schema : undefined;
   if (body) parts.body = check(body as ZodType, await readJsonObject(c));

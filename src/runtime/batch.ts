@@ -8,6 +8,8 @@ import { deadLetterRecord } from "./dead-letter.js";
 import { AssertionError, assert, type DeadLetterReason } from "./errors.js";
 import { scopedId, type AnyGroup, type Input } from "./group.js";
 
+const EMPTY = new Uint8Array(0);
+
 export const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
 
 /** What a batch needs to read while it is built: the state it starts from. */
@@ -54,7 +56,7 @@ export class BatchBuilder {
   private readonly changes = new Map<string, WalletChange>();
   /** Ids applied in this batch: their fingerprint and record. */
   private readonly seen = new Map<string, { fingerprint: string; record: unknown }>();
-  private readonly applied = new Map<number, AppliedEvent[]>();
+  private readonly applied = new Map<number, (AppliedEvent & { entry?: { seq: number; recordedMs: number } })[]>();
   private readonly output = new Map<number, ProduceRecord[]>();
 
   constructor(
@@ -82,9 +84,10 @@ export class BatchBuilder {
     this.seen.set(`${record.key}\u0000${admitted.id}`, { fingerprint: admitted.fingerprint, record: decision.record });
     const records = this.group.records;
     assert(decision.record === undefined || records, `group ${this.group.name} recorded a decision but declares no records`);
-    const detail = decision.record === undefined ? new Uint8Array(0) : records!.codec.encode(decision.record);
+    const detail = decision.record === undefined ? EMPTY : records!.codec.encode(decision.record);
     this.list(this.applied, record.partition).push({
       walletId: record.key, eventId: admitted.id, fingerprint: admitted.fingerprint, outcome: decision.rejection ?? "applied", detail,
+      entry: decision.record === undefined ? undefined : records!.entry(decision.record),
     });
     for (const out of decision.emits) this.list(this.output, record.partition).push(this.route(out));
   }
@@ -197,7 +200,9 @@ export class BatchBuilder {
       out.push({ topic: this.group.changelog, partition, ...closing });
     }
     const from = [...this.next.values()].map((p) => ({ ...p, offset: this.reads.position(p) }));
-    const applied = [...this.applied.values()].flat().map((a) => appliedId(this.group, a));
+    const applied = [...this.applied.values()].flat().map((a): AppliedId => ({
+      key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, detail: a.detail, seq: a.entry?.seq, recordedMs: a.entry?.recordedMs,
+    }));
     return { from, to: [...this.next.values()], states: this.changes, rows, applied, output: this.output };
   }
 }

@@ -24,7 +24,7 @@ const readme = await Bun.file(join(import.meta.dir, "../../README.md")).text();
 function operationFor(method: string, path: string) {
   for (const [template, item] of Object.entries(doc.paths) as [string, Record<string, unknown>][]) {
     const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, "[^/]+")}$`);
-    if (pattern.test(path) && item[method]) return { template, operation: item[method] as { parameters?: { name: string; in: string; required?: boolean }[]; requestBody?: { content: Record<string, { schema: unknown }> }; responses: Record<string, { content?: Record<string, { schema: unknown }> }> } };
+    if (pattern.test(path) && item[method]) return { template, operation: item[method] as { parameters?: { name: string; in: string; required?: boolean }[]; requestBody?: { required?: boolean; content: Record<string, { schema: unknown }> }; responses: Record<string, { content?: Record<string, { schema: unknown }> }> } };
   }
   return undefined;
 }
