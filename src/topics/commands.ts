@@ -74,6 +74,11 @@ export const commands = defineTopic<WalletCommand>({
         if (m.description.length > DESCRIPTION_LENGTH_MAX) throw new DecodeError("description_too_long", `description may be at most ${DESCRIPTION_LENGTH_MAX} characters`);
         if (m.reference !== "") checkId(m.reference, "reference", EVENT_ID_LENGTH_MAX);
         const c = m.command;
+        // Derived ids are a reversal's only: a deposit named "reversal:x" would make x
+        // impossible to reverse.
+        if (c.case !== "reversalOf" && common.operationId.startsWith(REVERSAL_ID_PREFIX)) {
+          throw new DecodeError("operation_id_reserved", `operation ids starting with "${REVERSAL_ID_PREFIX}" are reserved for reversals`);
+        }
         switch (c.case) {
           case "depositMinor":
             return { ...common, kind: "deposit", amountMinor: c.value };

@@ -2,7 +2,8 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { DepositEvent } from "../../actors/types.js";
 import { DepositSchema } from "../gen/depositaja/v1/events_pb.js";
-import { checkId, decoding, EVENT_ID_LENGTH_MAX, toMs, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import { checkId, decoding, DecodeError, EVENT_ID_LENGTH_MAX, toMs, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
+import { REVERSAL_ID_PREFIX } from "./commands.js";
 import { defineTopic } from "../runtime/topic.js";
 
 /**
@@ -24,8 +25,11 @@ export const deposits = defineTopic<DepositEvent>({
     decode: (bytes) =>
       decoding(() => {
         const m = fromBinary(DepositSchema, bytes);
+        const depositId = checkId(m.depositId, "deposit_id", EVENT_ID_LENGTH_MAX);
+        // Reversals' ids are derived from deposits': "reversal:<deposit_id>" (ledger.proto).
+        if (depositId.startsWith(REVERSAL_ID_PREFIX)) throw new DecodeError("operation_id_reserved", `deposit ids starting with "${REVERSAL_ID_PREFIX}" are reserved for reversals`);
         return {
-          depositId: checkId(m.depositId, "deposit_id", EVENT_ID_LENGTH_MAX),
+          depositId,
           walletId: checkId(m.walletId, "wallet_id", WALLET_ID_LENGTH_MAX),
           amountMinor: m.amountMinor,
           eventTimeMs: toMs(m.eventTime, "event_time"),

@@ -8,7 +8,9 @@ import { topicCatalog } from "../../src/runtime/catalog.js";
 import { AssertionError } from "../../src/runtime/errors.js";
 import { defineGroup, on, selectGroups, to, topicSpecs, validateGroups, type GroupSpec } from "../../src/runtime/group.js";
 import { defineTopic, type Topic } from "../../src/runtime/topic.js";
+import { commands } from "../../src/topics/commands.js";
 import { deposits } from "../../src/topics/deposits.js";
+import type { DecodeError } from "../../src/runtime/codec.js";
 import { Harness, jsonCodec } from "./harness.js";
 
 interface Note {
@@ -118,4 +120,20 @@ test("the deposits topic keys a deposit by its wallet and identifies it by id an
   expect(deposits.key(d)).toBe("w1");
   expect(deposits.identity(d)).toEqual({ id: "d1", fingerprint: "amount_minor=5" });
   expect(deposits.codec.decode(deposits.codec.encode(d))).toEqual(d);
+});
+
+test("ids starting with reversal: are a reversal's only, on commands and on deposits", () => {
+  const reserved = (decode: () => unknown) => {
+    try {
+      decode();
+    } catch (error) {
+      return (error as DecodeError).code;
+    }
+    return "decoded";
+  };
+  const common = { walletId: "w1", eventTimeMs: 0, description: "", reference: "" };
+  expect(reserved(() => commands.codec.decode(commands.codec.encode({ ...common, operationId: "reversal:d1", kind: "withdrawal", amountMinor: 5n })))).toBe("operation_id_reserved");
+  expect(reserved(() => deposits.codec.decode(deposits.codec.encode({ depositId: "reversal:d1", walletId: "w1", amountMinor: 5n, eventTimeMs: 0 })))).toBe("operation_id_reserved");
+  expect(reserved(() => commands.codec.decode(commands.codec.encode({ ...common, operationId: "reversal:d1", kind: "reversal", reversalOf: "d1" })))).toBe("decoded");
+  expect(reserved(() => commands.codec.decode(commands.codec.encode({ ...common, operationId: "reversal:d2", kind: "reversal", reversalOf: "d1" })))).toBe("reversal_id_must_be_derived");
 });

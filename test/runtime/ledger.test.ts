@@ -140,6 +140,8 @@ class LedgerModel {
       const d = item.deposit;
       c = { kind: "deposit", operationId: d.depositId, walletId: d.walletId, amountMinor: d.amountMinor, eventTimeMs: d.eventTimeMs, description: "", reference: "" };
     } else c = item.command;
+    // "reversal:" ids are a reversal's only: anything else under one is not decodable as a command.
+    if (c.kind !== "reversal" && c.operationId.startsWith("reversal:")) return letter("operation_id_reserved");
     const what = c.kind === "reversal" ? content("reversal", c.reversalOf) : content(c.kind, c.kind === "credit_limit" ? c.creditLimitMinor : c.amountMinor);
     const known = w.ops.get(c.operationId);
     if (known) {
@@ -673,7 +675,7 @@ function expectMet(met: Met): void {
   const edges = ["withdrawal of exactly available", "withdrawal one over available", "limit raised to exactly the usage", "limit lowered to exactly the usage", "reversal into debt", "withdrawal refused in debt", "credit_limit refused in debt"];
   const rare = edges.filter((edge) => (met.edges.get(edge) ?? 0) <= 2);
   expect(rare).toEqual([]);
-  expect([...met.letters].sort()).toEqual(["amount_exceeds_max", "amount_must_be_positive", "deposit_id_reused_with_different_amount", "idempotency_key_reused"]);
+  expect([...met.letters].sort()).toEqual(["amount_exceeds_max", "amount_must_be_positive", "deposit_id_reused_with_different_amount", "idempotency_key_reused", "operation_id_reserved"]);
   const outcomes = [
     "deposit:applied", "withdrawal:applied", "credit_limit:applied", "reversal:applied", "withdrawal:insufficient_funds", "withdrawal:rejected_fraud",
     "credit_limit:credit_limit_below_usage", "credit_limit:credit_limit_exceeds_max", "reversal:operation_not_reversible", "deposit:amount_must_be_positive", "withdrawal:amount_exceeds_max",

@@ -35,7 +35,8 @@ export const file_depositaja_v1_events: GenFile = /*@__PURE__*/
  */
 export type Deposit = Message<"depositaja.v1.Deposit"> & {
   /**
-   * Unique per wallet, 1 to 128 characters without control characters.
+   * Unique per wallet, 1 to 128 characters without control characters. Ids starting
+   * with "reversal:" are reserved (a reversal's id is derived from its deposit's).
    *
    * @generated from field: string deposit_id = 1;
    */

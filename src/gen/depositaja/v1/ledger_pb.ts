@@ -32,7 +32,8 @@ export type WalletCommand = Message<"depositaja.v1.WalletCommand"> & {
   /**
    * Unique per wallet, 1 to 128 characters without control characters: the client's
    * Idempotency-Key, else its `reference`, else a UUIDv7. A reversal's id is
-   * "reversal:" and the id of the deposit it reverses.
+   * "reversal:" and the id of the deposit it reverses; no other command's id may start
+   * with "reversal:" (dead-lettered as "operation_id_reserved").
    *
    * @generated from field: string operation_id = 1;
    */
