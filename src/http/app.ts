@@ -72,7 +72,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   const nowMs = deps.nowMs ?? Date.now;
   const spec = routes({ amountMaxMinor: deps.depositAmountMaxMinor, creditLimitMaxMinor: deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor });
-  const pending = new Map<string, Pending>();
+  const pending = new PendingWrites(PENDING_ENTRIES_MAX);
 
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
@@ -135,7 +135,6 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           reversal_of: command.kind === "reversal" ? command.reversalOf : undefined,
         },
       };
-      if (pending.size >= PENDING_ENTRIES_MAX) pending.delete(pending.keys().next().value!);
       pending.set(key, held);
     }
     if (waitMs !== undefined && (await deps.balances.waitFor(held.position, waitMs))) {
@@ -294,6 +293,35 @@ const OPENAPI_INFO = {
   },
 };
 
+/**
+ * Writes waiting for their decision, by wallet and id, at most about `max`: two
+ * generations, the older dropped whole when the newer fills (O(1), where evicting the
+ * oldest entry of one Map one at a time walks the holes its deletions left).
+ */
+class PendingWrites {
+  private current = new Map<string, Pending>();
+  private previous = new Map<string, Pending>();
+
+  constructor(private readonly max: number) {}
+
+  get(key: string): Pending | undefined {
+    return this.current.get(key) ?? this.previous.get(key);
+  }
+
+  set(key: string, value: Pending): void {
+    if (this.current.size >= this.max / 2) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(key, value);
+  }
+
+  delete(key: string): void {
+    this.current.delete(key);
+    this.previous.delete(key);
+  }
+}
+
 /** Query schemas that accept an empty query: a request without one skips parsing it. */
 const emptyQueryPasses = new WeakMap<object, boolean>();
 
@@ -302,7 +330,13 @@ async function validated(c: Context, route: RouteConfig): Promise<Parts> {
   const request = route.request;
   const parts: Parts = { params: {}, query: {}, headers: {}, body: {} };
   if (request?.params) parts.params = check(request.params as ZodType, c.req.param());
-  if (request?.headers) parts.headers = check(request.headers as ZodType, c.req.header());
+  if (request?.headers) {
+    // Only the headers the route declares: collecting all of them costs more than the rest.
+    const schema = request.headers as ZodType & { shape: Record<string, unknown> };
+    const raw: Record<string, string | undefined> = {};
+    for (const name in schema.shape) raw[name] = c.req.header(name);
+    parts.headers = check(schema, raw);
+  }
   const query = request?.query as ZodType | undefined;
   if (query) {
     let passes = emptyQueryPasses.get(query);

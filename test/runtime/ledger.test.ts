@@ -141,7 +141,10 @@ class LedgerModel {
       c = { kind: "deposit", operationId: d.depositId, walletId: d.walletId, amountMinor: d.amountMinor, eventTimeMs: d.eventTimeMs, description: "", reference: "" };
     } else c = item.command;
     // "reversal:" ids are a reversal's only: anything else under one is not decodable as a command.
-    if (c.kind !== "reversal" && c.operationId.startsWith("reversal:")) return letter("operation_id_reserved");
+    if (c.kind !== "reversal" && c.operationId.startsWith("reversal:")) {
+      letter("operation_id_reserved");
+      return;
+    }
     const what = c.kind === "reversal" ? content("reversal", c.reversalOf) : content(c.kind, c.kind === "credit_limit" ? c.creditLimitMinor : c.amountMinor);
     const known = w.ops.get(c.operationId);
     if (known) {
