@@ -1,6 +1,7 @@
 // The wallet ledger over HTTP, end to end on both logs: the real service (API, views
 // and every processor group) with startDev(), on the embedded log and on Kafka.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { commands } from "../../src/topics/commands.js";
 import { backends, eventually, startDev } from "../support.js";
 
 setDefaultTimeout(60_000);
@@ -143,6 +144,19 @@ for (const backend of await backends("wallet ledger over HTTP")) {
       const otherKind = await call(dev, "POST", "/deposit", { wallet_id: w, amount: "1", reference: "payout-1" });
       expect(otherKind.status).toBe(409);
       expect(otherKind.json.error.code).toBe("idempotency_key_reused");
+    });
+
+    test("a write racing another producer's command under the same id is 409 under Prefer: wait; the first keeps its status", async () => {
+      const w = fresh("race");
+      // Another producer (another API instance, a trusted service) wrote id "race-1" first.
+      const first = { kind: "deposit" as const, operationId: "race-1", walletId: w, amountMinor: 700n, eventTimeMs: Date.now(), description: "", reference: "" };
+      await dev.log.produce([{ topic: commands.name, key: w, value: commands.codec.encode(first) }]);
+      const second = await deposit(dev, w, "8", { ...WAIT, "idempotency-key": "race-1" });
+      expect(second.status).toBe(409);
+      expect(second.json.error.code).toBe("idempotency_key_reused");
+      const op = await call(dev, "GET", `/wallets/${w}/operations/race-1`);
+      expect(op.json).toMatchObject({ status: "settled", amount: 7, kind: "deposit" });
+      expect((await call(dev, "GET", `/wallets/${w}`)).json).toMatchObject({ balance: 7, deposit_count: 1 });
     });
 
     test("one row per rejection reason the API can reach", async () => {
