@@ -77,7 +77,13 @@ export class BatchBuilder {
     const admitted = this.admit(record);
     if ("code" in admitted) return this.deadLetter(record, admitted);
     if (admitted.repeat) return;
-    if (admitted.skip) return;
+    if (admitted.skip) {
+      // Not this group's to decide, but its id is bound all the same: the same id
+      // coming again as something this group does read is a conflict here too.
+      this.seen.set(`${record.key}\u0000${admitted.id}`, { fingerprint: admitted.fingerprint, record: undefined });
+      this.list(this.applied, record.partition).push({ walletId: record.key, eventId: admitted.id, fingerprint: admitted.fingerprint, outcome: "skipped", detail: EMPTY });
+      return;
+    }
     const decision = this.decide(record, admitted.event);
     if ("code" in decision) return this.deadLetter(record, decision);
     this.changes.set(record.key, { state: decision.state, partition: record.partition });
@@ -110,8 +116,6 @@ export class BatchBuilder {
     if (home !== record.partition) {
       return { code: "wrong_partition", message: `wallet ${record.key} belongs in partition ${home} (Kafka's murmur2); a producer with another partitioner split it` };
     }
-    const event = input.event(value);
-    if (event === undefined) return { event, id: "", fingerprint: "", repeat: false, skip: true };
     const identity = input.topic.identity(value);
     const id = scopedId(input, identity.id);
     const fingerprint = identity.fingerprint;
@@ -119,7 +123,9 @@ export class BatchBuilder {
     if (prior !== undefined && prior !== fingerprint) {
       return { code: input.topic.conflictCode, message: `event id ${identity.id} was applied before with ${prior}, now ${fingerprint}` };
     }
-    return { event, id, fingerprint, repeat: prior !== undefined, skip: false };
+    if (prior !== undefined) return { event: undefined, id, fingerprint, repeat: true, skip: false };
+    const event = input.event(value);
+    return { event, id, fingerprint, repeat: false, skip: event === undefined };
   }
 
   /** The context the actor decides an event of `record`'s wallet in. */

@@ -16,7 +16,7 @@ export interface AppliedEvent {
   walletId: string;
   eventId: string;
   fingerprint: string;
-  /** "applied", or the code of the business rule that refused it. */
+  /** "applied", "skipped" (its id bound, not read by this group), or the code of the business rule that refused it. */
   outcome: string;
   /** What the group recorded of the decision (see Records); empty if nothing. */
   detail: Uint8Array;

@@ -38,7 +38,7 @@ export const appliedEvents = sqliteTable("applied_events", {
   key: text("key").notNull(),
   eventId: text("event_id").notNull(),
   fingerprint: text("fingerprint").notNull(),
-  /** "applied", or the code of the business rule that refused the event. */
+  /** "applied", "skipped" (an event of an input the group does not read, its id bound all the same), or the code of the business rule that refused it. */
   outcome: text("outcome").notNull(),
   /**
    * What the group recorded of the decision (the balance group: an OperationRecord),

@@ -3,7 +3,8 @@
 // partition goes on. A broken invariant is different: it stops the processor.
 import { describe, expect, test } from "bun:test";
 import type { Actor } from "../../actors/types.js";
-import { balance } from "../../src/groups/index.js";
+import type { WalletCommand } from "../../actors/wallet.js";
+import { balance, threshold } from "../../src/groups/index.js";
 import { partitionForKey } from "../../src/log/murmur2.js";
 import { rowRecord } from "../../src/runtime/changelog.js";
 import { decodeDeadLetter } from "../../src/runtime/dead-letter.js";
@@ -11,8 +12,9 @@ import { AssertionError, assert } from "../../src/runtime/errors.js";
 import { defineGroup, on } from "../../src/runtime/group.js";
 import { defineTopic } from "../../src/runtime/topic.js";
 import { ChangelogView } from "../../src/runtime/view.js";
+import { commands } from "../../src/topics/commands.js";
 import { deposits } from "../../src/topics/deposits.js";
-import { Harness, PARTITIONS, type Mode } from "./harness.js";
+import { config, Harness, PARTITIONS, type Mode } from "./harness.js";
 
 const wallet = "alice";
 const partition = partitionForKey(wallet, PARTITIONS);
@@ -47,6 +49,28 @@ for (const mode of ["shared", "outbox"] as Mode[]) {
         });
         expect(letter!.value).toEqual(poison);
         expect(letter!.reason).toContain("not a valid protobuf message");
+      } finally {
+        h.close();
+      }
+    });
+
+    test("an id a group skipped (a withdrawal, for the detector) is bound: a deposit reusing it is a conflict there too", async () => {
+      const h = new Harness(mode, [balance, threshold]);
+      try {
+        await h.init();
+        const common = { walletId: wallet, eventTimeMs: 0, description: "", reference: "" };
+        const command = (c: WalletCommand) => ({ topic: commands.name, key: wallet, value: commands.codec.encode(c) });
+        await h.log.produce([
+          command({ ...common, operationId: "k", kind: "withdrawal", amountMinor: 1n }),
+          command({ ...common, operationId: "k", kind: "deposit", amountMinor: 5_000_000n }),
+        ]);
+        await h.drain();
+        const letters = h.log.read({ topic: "commands.dlq", partition, offset: 0 }, 100).map((r) => decodeDeadLetter(r.value));
+        expect(letters.map((l) => [l.group, l.reasonCode]).sort()).toEqual([["balance", "idempotency_key_reused"], ["threshold", "idempotency_key_reused"]]);
+        // The detector counted nothing: no window, no flag.
+        const detector = threshold.table.codec.decode(h.store.row("threshold", wallet)?.value ?? threshold.table.codec.encode(threshold.actor(config).initial()));
+        expect(detector.entries).toEqual([]);
+        expect(h.store.appliedEvent("threshold", wallet, "k")?.outcome).toBe("skipped");
       } finally {
         h.close();
       }

@@ -242,7 +242,9 @@ export type AppliedEvent = Message<"depositaja.v1.AppliedEvent"> & {
   fingerprint: string;
 
   /**
-   * "applied", or the code of the rule that refused the event.
+   * "applied", "skipped" (a value of an input the group does not read, such as a
+   * withdrawal on `commands` for the threshold group: its id is bound all the same),
+   * or the code of the rule that refused the event.
    *
    * @generated from field: string outcome = 4;
    */
