@@ -213,8 +213,22 @@ export class BatchBuilder {
   }
 }
 
-/** An applied event as the store keeps it, with its ledger entry's number and time if it wrote one. */
-export function appliedId(group: AnyGroup, a: AppliedEvent): AppliedId {
-  const entry = a.detail.byteLength > 0 && group.records ? group.records.entry(group.records.codec.decode(a.detail)) : undefined;
-  return { key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, detail: a.detail, seq: entry?.seq, recordedMs: entry?.recordedMs };
+/**
+ * An applied event as the store keeps it, with its ledger entry's number and time if it
+ * wrote one. A record that does not decode (a newer writer's, say) is dropped and the id
+ * kept: the id is what makes the event count once, and must never be lost.
+ */
+export function appliedId(group: AnyGroup, a: AppliedEvent, onBadRecord: (error: DecodeError) => void = () => {}): AppliedId {
+  let entry: { seq: number; recordedMs: number } | undefined;
+  let detail = a.detail;
+  if (detail.byteLength > 0 && group.records) {
+    try {
+      entry = group.records.entry(group.records.codec.decode(detail));
+    } catch (error) {
+      if (!(error instanceof DecodeError)) throw error;
+      onBadRecord(error);
+      detail = EMPTY;
+    }
+  }
+  return { key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, detail, seq: entry?.seq, recordedMs: entry?.recordedMs };
 }

@@ -82,7 +82,7 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
         if (!held || held.version < entry.version) rows.set(entry.walletId, { key: entry.walletId, value: entry.value, version: entry.version });
         continue;
       }
-      for (const e of entry.events) applied.push(appliedId(group, e));
+      for (const e of entry.events) applied.push(appliedId(group, e, () => skipped++));
       through.set(record.partition, furthest(through.get(record.partition)!, entry.through));
     }
     const positions = [...lastPositions(batch), ...throughPositions(group, through)];

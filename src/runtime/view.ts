@@ -290,7 +290,7 @@ export class ChangelogView<S, R = never> extends AppliedReads<R> implements Tabl
       if (entry.kind === "batch") {
         through.set(record.partition, furthest(through.get(record.partition) ?? new Map(), entry.through));
         // A group that records its decisions (the ledger's operations) is read by id too.
-        if (this.group.records) for (const e of entry.events) applied.push(appliedId(this.group, e));
+        if (this.group.records) for (const e of entry.events) applied.push(appliedId(this.group, e, (error) => this.skip(record, error)));
         continue;
       }
       const held = rows.get(entry.walletId);
@@ -317,9 +317,13 @@ export class ChangelogView<S, R = never> extends AppliedReads<R> implements Tabl
       return entry;
     } catch (error) {
       if (!(error instanceof DecodeError)) throw error;
-      this.skippedCount++;
-      console.warn(`[${this.owner}] skipped undecodable record ${record.partition}:${record.offset} (${this.skippedCount} so far): ${error.message}`);
+      this.skip(record, error);
       return undefined;
     }
+  }
+
+  private skip(record: LogRecord, error: DecodeError): void {
+    this.skippedCount++;
+    console.warn(`[${this.owner}] skipped undecodable record ${record.partition}:${record.offset} (${this.skippedCount} so far): ${error.message}`);
   }
 }

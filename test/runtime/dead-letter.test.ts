@@ -6,11 +6,12 @@ import type { Actor } from "../../actors/types.js";
 import type { WalletCommand } from "../../actors/wallet.js";
 import { balance, threshold } from "../../src/groups/index.js";
 import { partitionForKey } from "../../src/log/murmur2.js";
-import { rowRecord } from "../../src/runtime/changelog.js";
+import { batchRecord, rowRecord } from "../../src/runtime/changelog.js";
 import { decodeDeadLetter } from "../../src/runtime/dead-letter.js";
 import { AssertionError, assert } from "../../src/runtime/errors.js";
 import { defineGroup, on } from "../../src/runtime/group.js";
 import { defineTopic } from "../../src/runtime/topic.js";
+import { restorePartitions } from "../../src/runtime/restore.js";
 import { ChangelogView } from "../../src/runtime/view.js";
 import { commands } from "../../src/topics/commands.js";
 import { deposits } from "../../src/topics/deposits.js";
@@ -191,6 +192,27 @@ describe("a view fed a changelog record that does not decode", () => {
       for (let i = 0; i < 3; i++) await view.step(0);
       expect(view.skippedCount).toBe(2);
       expect(view.get(wallet)?.balanceMinor).toBe(100n);
+    } finally {
+      h.close();
+    }
+  });
+
+  test("a decision record that does not decode is dropped, and its id kept: the view and a restore go on", async () => {
+    const h = new Harness("outbox", [balance]);
+    try {
+      await h.init();
+      const through = new Map([["commands", 1], ["deposits", 0], ["flags", 0]]);
+      const from = new Map([["commands", 0], ["deposits", 0], ["flags", 0]]);
+      const bad = batchRecord(from, through, [{ walletId: wallet, eventId: "op-1", fingerprint: "amount_minor=5", outcome: "applied", detail: new Uint8Array([0xff, 0xff]) }]);
+      await h.log.produce([{ topic: "balance-table", key: bad.key, partition, value: bad.value }]);
+      const view = new ChangelogView(balance, h.log, h.newStore());
+      for (let i = 0; i < 3; i++) await view.step(0);
+      expect(view.skippedCount).toBe(1);
+      expect(view.applied(wallet, "op-1")).toEqual({ eventId: "op-1", fingerprint: "amount_minor=5", outcome: "applied", record: undefined });
+      // A processor that restores the partition keeps the id: the event counts once.
+      const store = h.newStore();
+      await restorePartitions(balance, h.log, store, [partition]);
+      expect(store.appliedEvent("balance", wallet, "op-1")).toMatchObject({ fingerprint: "amount_minor=5", outcome: "applied", detail: null });
     } finally {
       h.close();
     }
