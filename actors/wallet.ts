@@ -207,8 +207,12 @@ function decide(state: WalletState, input: Extract<WalletInput, { type: "command
     case "reversal": {
       // Only a settled deposit can bounce. A reversal's id is derived from the
       // deposit's, so reversing twice is one operation, deduplicated by the runtime.
+      // A deposit not decided yet is not refused for good, which would bind the
+      // derived id and make it irreversible once it settles: the command is dead-
+      // lettered and the id left free (the API answers 404 before sending one).
       const target = context.recorded(command.reversalOf);
-      if (!target || target.kind !== "deposit" || target.reason !== "") return reject("operation_not_reversible", 0n, command.reversalOf);
+      if (!target) return terminal("operation_not_found", `wallet ${command.walletId} has no operation ${command.reversalOf} to reverse`);
+      if (target.kind !== "deposit" || target.reason !== "") return reject("operation_not_reversible", 0n, command.reversalOf);
       return settle(-target.amountMinor, target.amountMinor, { reversalCount: state.reversalCount + 1 }, command.reversalOf);
     }
   }

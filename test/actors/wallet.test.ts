@@ -161,7 +161,9 @@ class Model {
         break;
       case "reversal": {
         const target = this.ops.get(c.reversalOf);
-        if (target === undefined || target.kind !== "deposit" || target.status !== "settled") reason = "operation_not_reversible";
+        // Nothing decided under that id yet: not a decision, the reversal's id stays free.
+        if (target === undefined) return { type: "terminal", code: "operation_not_found" };
+        if (target.kind !== "deposit" || target.status !== "settled") reason = "operation_not_reversible";
         else {
           amount = target.amount;
           delta = -target.amount;
@@ -490,7 +492,6 @@ const ROWS: Row[] = [
   { name: "a credit limit one over the max", setup: [], input: creditLimit(1_501n), reason: "credit_limit_exceeds_max" },
   { name: "a credit limit one under the usage", setup: [creditLimit(500n), withdrawal(300n)], input: creditLimit(299n), reason: "credit_limit_below_usage" },
   { name: "a credit limit of 0 while in debt", setup: [creditLimit(500n), withdrawal(1n)], input: creditLimit(0n), reason: "credit_limit_below_usage" },
-  { name: "reversing an unknown id", setup: [deposit(100n)], input: reversal("nobody"), reason: "operation_not_reversible" },
   { name: "reversing a withdrawal", setup: [deposit(100n, "dep"), cmd({ kind: "withdrawal", amountMinor: 10n, operationId: "wd" })], input: reversal("wd"), reason: "operation_not_reversible" },
   { name: "reversing a credit limit change", setup: [cmd({ kind: "credit_limit", creditLimitMinor: 10n, operationId: "cl" })], input: reversal("cl"), reason: "operation_not_reversible" },
   { name: "reversing a reversal", setup: [deposit(100n, "d1"), reversal("d1")], input: reversal(reversalId("d1")), reason: "operation_not_reversible" },
@@ -584,13 +585,13 @@ describe("wallet actor: reversals and debt, worked through", () => {
     expect(driver.entries.map((e) => e.balanceAfterMinor)).toEqual([100n, 20n, -80n, -50n, -80n]);
   });
 
-  test("a reversal decided before its deposit stays refused, even once the deposit settles", () => {
+  test("a reversal of a deposit not decided yet is a dead letter, and the deposit can still be reversed once it settles", () => {
     const driver = after([]);
-    expect(driver.send(reversal("late"), 1)).toMatchObject({ rejection: "operation_not_reversible" });
+    expect(driver.send(reversal("late"), 1)).toEqual({ type: "terminal", code: "operation_not_found" });
+    expect(driver.kept.has(reversalId("late"))).toBe(false);
     expect(driver.send(deposit(50n, "late"), 2)).toMatchObject({ rejection: undefined });
-    expect(driver.send(reversal("late"), 3)).toEqual({ type: "repeat" });
-    expect(driver.state.balanceMinor).toBe(50n);
-    expect(driver.kept.get(reversalId("late"))?.record).toMatchObject({ reason: "operation_not_reversible", amountMinor: 0n, reversalOf: "late" });
+    expect(driver.send(reversal("late"), 3)).toMatchObject({ type: "decided", rejection: undefined, emits: [{ amountMinor: -50n, balanceAfterMinor: 0n }] });
+    expect(driver.state.balanceMinor).toBe(0n);
   });
 
   test("a flag blocks withdrawals only: deposits, credit limits and reversals still go through", () => {

@@ -182,7 +182,12 @@ class LedgerModel {
         break;
       case "reversal": {
         const target = w.ops.get(c.reversalOf);
-        if (!target || target.kind !== "deposit" || target.outcome !== "applied") reason = "operation_not_reversible";
+        // Nothing decided under that id yet: a dead letter, the reversal's id left free.
+        if (!target) {
+          letter("operation_not_found");
+          return;
+        }
+        if (target.kind !== "deposit" || target.outcome !== "applied") reason = "operation_not_reversible";
         else {
           amount = target.amount;
           delta = -target.amount;
@@ -678,7 +683,7 @@ function expectMet(met: Met): void {
   const edges = ["withdrawal of exactly available", "withdrawal one over available", "limit raised to exactly the usage", "limit lowered to exactly the usage", "reversal into debt", "withdrawal refused in debt", "credit_limit refused in debt"];
   const rare = edges.filter((edge) => (met.edges.get(edge) ?? 0) <= 2);
   expect(rare).toEqual([]);
-  expect([...met.letters].sort()).toEqual(["amount_exceeds_max", "amount_must_be_positive", "deposit_id_reused_with_different_amount", "idempotency_key_reused", "operation_id_reserved"]);
+  expect([...met.letters].sort()).toEqual(["amount_exceeds_max", "amount_must_be_positive", "deposit_id_reused_with_different_amount", "idempotency_key_reused", "operation_id_reserved", "operation_not_found"]);
   const outcomes = [
     "deposit:applied", "withdrawal:applied", "credit_limit:applied", "reversal:applied", "withdrawal:insufficient_funds", "withdrawal:rejected_fraud",
     "credit_limit:credit_limit_below_usage", "credit_limit:credit_limit_exceeds_max", "reversal:operation_not_reversible", "deposit:amount_must_be_positive", "withdrawal:amount_exceeds_max",
