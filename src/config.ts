@@ -100,7 +100,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");
   // By default as large as a deposit may be (never more than a balance may be).
   const creditDefault = config.depositAmountMaxMinor < config.balanceMaxMinor ? config.depositAmountMaxMinor : config.balanceMaxMinor;
-  config.creditLimitMaxMinor = env.CREDIT_LIMIT_MAX ? amount(env, "CREDIT_LIMIT_MAX", "0") : creditDefault;
+  // 0 turns credit off.
+  config.creditLimitMaxMinor = env.CREDIT_LIMIT_MAX ? (/^0+(\.0{1,2})?$/.test(env.CREDIT_LIMIT_MAX) ? 0n : amount(env, "CREDIT_LIMIT_MAX", "0")) : creditDefault;
   if (config.creditLimitMaxMinor > config.balanceMaxMinor) throw new Error("CREDIT_LIMIT_MAX must not exceed BALANCE_MAX");
   // A window holds at most THRESHOLD_ENTRIES_MAX deposits plus the new one; its sum is
   // carried as int64 in flag events.

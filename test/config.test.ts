@@ -24,3 +24,12 @@ test.each([
 test("BROKERS takes a comma-separated list", () => {
   expect(loadConfig({ BROKERS: "a:9092, b:9093" }).brokers).toEqual(["a:9092", "b:9093"]);
 });
+
+test("CREDIT_LIMIT_MAX defaults to DEPOSIT_AMOUNT_MAX, may be 0 (no credit), and never exceeds BALANCE_MAX", () => {
+  expect(loadConfig({}).creditLimitMaxMinor).toBe(100_000_000_000n);
+  expect(loadConfig({ DEPOSIT_AMOUNT_MAX: "500" }).creditLimitMaxMinor).toBe(50_000n);
+  expect(loadConfig({ CREDIT_LIMIT_MAX: "0" }).creditLimitMaxMinor).toBe(0n);
+  expect(loadConfig({ CREDIT_LIMIT_MAX: "250.50" }).creditLimitMaxMinor).toBe(25_050n);
+  expect(() => loadConfig({ CREDIT_LIMIT_MAX: "20", BALANCE_MAX: "10", DEPOSIT_AMOUNT_MAX: "10" })).toThrow(/CREDIT_LIMIT_MAX must not exceed BALANCE_MAX/);
+  expect(() => loadConfig({ CREDIT_LIMIT_MAX: "-1" })).toThrow(/CREDIT_LIMIT_MAX/);
+});

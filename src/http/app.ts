@@ -141,7 +141,10 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       const decided = deps.balances.applied(walletId, command.operationId);
       // Included but not applied: the actor never decided it (dead-lettered).
       if (!decided) throw new ApiError(500, "operation_not_applied", `the command at ${held.body.position} was not applied; see ${deps.commands.topic.name}.dlq`);
-      if (decided.fingerprint !== fingerprint) throw reused();
+      if (decided.fingerprint !== fingerprint) {
+        pending.delete(key);
+        throw reused();
+      }
       pending.delete(key);
       return exactJson(c, 200, extra(opBody(walletId, command.operationId, decided)), waitHeaders(waitMs));
     }
@@ -174,6 +177,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
 
   endpoint(spec.reverse, (c, parts) => {
     const target = parts.params.operation_id!;
+    // Only an operation the wallet has decided can be judged reversible; the actor
+    // would dead-letter a reversal of one it does not know.
+    if (!deps.balances.applied(parts.params.wallet_id!, target)) {
+      throw new ApiError(404, "operation_not_found", `wallet ${parts.params.wallet_id} has no decided operation ${target} to reverse (yet: a write just accepted may take a moment)`);
+    }
     return write(c, parts, { kind: "reversal", operationId: reversalId(target), walletId: parts.params.wallet_id!, reversalOf: target, eventTimeMs: nowMs(), description: "", reference: "" });
   });
 
@@ -183,8 +191,13 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     const after = parsePosition(parts.query.after);
     if (after) await deps.balances.waitFor({ topic: deps.commands.topic.name, ...after }, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT);
     const applied = deps.balances.applied(walletId, id);
-    if (applied) return exactJson(c, 200, opBody(walletId, id, applied));
     const held = pending.get(`${walletId}\u0000${id}`);
+    if (applied && held && held.fingerprint !== applied.fingerprint && parts.query.after === held.body.position) {
+      // Asked with the position of a write this instance took under this id, which lost
+      // to another with other content: that write's status is the refusal.
+      throw new ApiError(409, "idempotency_key_reused", `the write at position ${held.body.position} lost: operation ${id} holds other content (amount or kind)`);
+    }
+    if (applied) return exactJson(c, 200, opBody(walletId, id, applied));
     if (held) return exactJson(c, 200, held.body);
     throw new ApiError(404, "operation_not_found", `wallet ${walletId} has no operation ${id} (yet: pass ?after=<position> to wait for a write)`);
   });
@@ -446,7 +459,10 @@ const RFC_3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]
 
 function parseTime(text: string | undefined): number {
   const ms = text !== undefined && RFC_3339.test(text) ? Date.parse(text.replace(" ", "T")) : Number.NaN;
-  if (!Number.isFinite(ms)) throw new ApiError(400, "at_must_be_rfc3339", 'at must be an RFC 3339 time such as "2026-11-22T10:00:00Z"');
+  // Date.parse rolls impossible dates over (February 30th is March 2nd): refuse them.
+  const [, y, mo, d, h, mi, sec] = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})/.exec(text ?? "") ?? [];
+  const calendar = Number(d) <= new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate() && Number(h) < 24 && Number(mi) < 60 && Number(sec) < 60;
+  if (!Number.isFinite(ms) || !calendar) throw new ApiError(400, "at_must_be_rfc3339", 'at must be an RFC 3339 time such as "2026-11-22T10:00:00Z"');
   return ms;
 }
 

@@ -170,7 +170,7 @@ const refusals = {
 const writeResponses = {
   200: json(OperationBody, "Decided (with `Prefer: wait`, or a repeat of a decided operation): `settled`, or `rejected` with its `reason`."),
   202: json(OperationBody, "Accepted and `pending`: the wallet's actor decides it next."),
-  409: json(ErrorBody, "`idempotency_key_reused`: the id was used for other content (amount, kind or wallet)."),
+  409: json(ErrorBody, "`idempotency_key_reused`: the id was used for this wallet with other content (amount or kind)."),
   ...refusals,
 };
 
@@ -218,9 +218,9 @@ export function routes(limits: RouteLimits) {
       tags: [writes],
       summary: "Reverse a settled deposit that bounced",
       description:
-        "Takes the deposit's amount back, even into debt; a debt blocks every debit until it is repaid. The reversal's id is `reversal:<operation_id>`, so reversing twice is one operation (an Idempotency-Key is ignored). Anything but a settled deposit: `operation_not_reversible`.",
+        "Takes the deposit's amount back, even into debt; a debt blocks every debit until it is repaid. The reversal's id is `reversal:<operation_id>`, so reversing twice is one operation (an Idempotency-Key is ignored). Any decided operation but a settled deposit: `operation_not_reversible`; one the wallet has not decided (yet): 404 `operation_not_found`.",
       request: { headers, params: z.object({ wallet_id: walletId, operation_id: id("operation_id", EVENT_ID_LENGTH_MAX, "The deposit to reverse.", "dep-1") }) },
-      responses: writeResponses,
+      responses: { ...writeResponses, 404: json(ErrorBody, "`operation_not_found`: the wallet has not decided such an operation (yet).") },
     }),
     operation: createRoute({
       method: "get",
@@ -231,7 +231,12 @@ export function routes(limits: RouteLimits) {
         params: z.object({ wallet_id: walletId, operation_id: operationIdParam }),
         query: z.object({ after: position.optional() }),
       },
-      responses: { 200: json(OperationBody, "The operation."), 400: refusals[400], 404: json(ErrorBody, "`operation_not_found`.") },
+      responses: {
+        200: json(OperationBody, "The operation."),
+        400: refusals[400],
+        404: json(ErrorBody, "`operation_not_found`."),
+        409: json(ErrorBody, "`idempotency_key_reused`: asked with `?after=` the position of a write this instance took under this id, which lost to another write with other content."),
+      },
     }),
     wallet: createRoute({
       method: "get",

@@ -64,8 +64,9 @@ export const commands = defineTopic<WalletCommand>({
     decode: (bytes) =>
       decoding(() => {
         const m = fromBinary(WalletCommandSchema, bytes);
+        const derived = m.command.case === "reversalOf";
         const common = {
-          operationId: checkId(m.operationId, "operation_id", DERIVED_EVENT_ID_LENGTH_MAX),
+          operationId: checkId(m.operationId, "operation_id", derived ? DERIVED_EVENT_ID_LENGTH_MAX : EVENT_ID_LENGTH_MAX),
           walletId: checkId(m.walletId, "wallet_id", WALLET_ID_LENGTH_MAX),
           eventTimeMs: toMs(m.eventTime, "event_time"),
           description: m.description,

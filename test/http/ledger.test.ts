@@ -159,6 +159,22 @@ for (const backend of await backends("wallet ledger over HTTP")) {
       expect((await call(dev, "GET", `/wallets/${w}`)).json).toMatchObject({ balance: 7, deposit_count: 1 });
     });
 
+    test("a write that lost to another producer's command learns it: 409 at once, or from GET of its operation", async () => {
+      const w = fresh("lost");
+      const first = { kind: "withdrawal" as const, operationId: "lost-1", walletId: w, amountMinor: 1n, eventTimeMs: Date.now(), description: "", reference: "" };
+      await dev.log.produce([{ topic: commands.name, key: w, value: commands.codec.encode(first) }]);
+      const mine = await deposit(dev, w, "9", { "idempotency-key": "lost-1" });
+      if (mine.status === 202) {
+        // The view did not know the other write yet: this one went to the log, and lost.
+        const op = await call(dev, "GET", `/wallets/${w}/operations/lost-1?after=${mine.json.position}`);
+        expect(op.status).toBe(409);
+        expect(op.json.error.code).toBe("idempotency_key_reused");
+      } else {
+        expect(mine.status).toBe(409);
+      }
+      expect((await call(dev, "GET", `/wallets/${w}`)).json).toMatchObject({ balance: 0, deposit_count: 0, rejected_count: 1 });
+    });
+
     test("one row per rejection reason the API can reach", async () => {
       const cases: [string, (w: string) => Promise<Reply>, string][] = [
         ["insufficient_funds", (w) => withdraw(dev, w, "0.01"), "insufficient_funds"],
@@ -173,9 +189,12 @@ for (const backend of await backends("wallet ledger over HTTP")) {
           expectDecided(out, "settled");
           return reverse(dev, w, "out-1");
         }, "operation_not_reversible"],
-        ["operation_not_reversible: unknown", (w) => reverse(dev, w, "never-sent"), "operation_not_reversible"],
       ];
       for (const [, run, reason] of cases) expectDecided(await run(fresh("reason")), "rejected", reason);
+      // An operation the wallet has not decided cannot be judged: 404, and nothing is sent.
+      const unknown = await reverse(dev, fresh("reason"), "never-sent");
+      expect(unknown.status).toBe(404);
+      expect(unknown.json.error.code).toBe("operation_not_found");
       // A limit lowered to exactly the usage is allowed: available becomes 0.
       const w = fresh("exact");
       expectDecided(await setLimit(dev, w, "20"), "settled");
@@ -249,6 +268,8 @@ for (const backend of await backends("wallet ledger over HTTP")) {
       ["/balance", "at_is_required"],
       ["/balance?at=yesterday", "at_must_be_rfc3339"],
       ["/balance?at=2026-13-01T00:00:00Z", "at_must_be_rfc3339"],
+      ["/balance?at=2026-02-30T10:00:00Z", "at_must_be_rfc3339"],
+      ["/balance?at=2026-11-22T24:00:00Z", "at_must_be_rfc3339"],
       ["/operations/x?after=nope", "after_must_be_position"],
     ])("GET /wallets/w%s is a 400 %s", async (path, code) => {
       const reply = await call(dev, "GET", `/wallets/w${path}`);

@@ -30,7 +30,8 @@ export const file_depositaja_v1_ledger: GenFile = /*@__PURE__*/
  */
 export type WalletCommand = Message<"depositaja.v1.WalletCommand"> & {
   /**
-   * Unique per wallet, 1 to 128 characters without control characters: the client's
+   * Unique per wallet, 1 to 128 characters without control characters (a reversal's,
+   * derived, up to 137): the client's
    * Idempotency-Key, else its `reference`, else a UUIDv7. A reversal's id is
    * "reversal:" and the id of the deposit it reverses; no other command's id may start
    * with "reversal:" (dead-lettered as "operation_id_reserved").
@@ -118,8 +119,11 @@ export const WalletCommandSchema: GenMessage<WalletCommand> = /*@__PURE__*/
  * ledger is immutable: an entry is never edited or removed, and a mistake is undone by
  * a new entry (a reversal). Each wallet's entries are numbered 1, 2, 3, ... without
  * gaps, and `balance_after_minor` of each is the previous one's plus `amount_minor`.
- * Consumers dedupe by (wallet_id, entry_id): after a crash an entry may be published
- * again, never changed.
+ * Consumers dedupe by (wallet_id, entry_id). On Kafka an entry is produced before the
+ * changelog that makes its commit known: after a crash in between, the instance that
+ * takes over publishes the number again, usually with a later recorded_time, and, if it
+ * read the wallet's inputs in another order, possibly with other content. The last
+ * record of a number is the ledger's (the one the API shows).
  *
  * @generated from message depositaja.v1.LedgerEntry
  */
