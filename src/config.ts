@@ -1,4 +1,4 @@
-import { parseConfiguredAmount } from "./money.js";
+import { parseConfiguredAmount, parseCreditLimit } from "./money.js";
 
 /**
  * Everything the service reads from the environment, validated once at start-up.
@@ -56,6 +56,12 @@ function amount(env: Env, name: string, fallback: string): bigint {
   return parseConfiguredAmount(name, raw === undefined || raw === "" ? fallback : raw);
 }
 
+function creditLimit(raw: string): bigint {
+  const result = parseCreditLimit(raw, BigInt(Number.MAX_SAFE_INTEGER) ** 2n);
+  if (!result.ok) throw new Error(`CREDIT_LIMIT_MAX: ${result.message}`);
+  return result.minor;
+}
+
 function brokers(raw: string | undefined): string[] {
   if (!raw) return [];
   const list = raw.split(",").map((b) => b.trim()).filter(Boolean);
@@ -101,7 +107,7 @@ export function loadConfig(env: Env = process.env): Config {
   // By default as large as a deposit may be (never more than a balance may be).
   const creditDefault = config.depositAmountMaxMinor < config.balanceMaxMinor ? config.depositAmountMaxMinor : config.balanceMaxMinor;
   // 0 turns credit off.
-  config.creditLimitMaxMinor = env.CREDIT_LIMIT_MAX ? (/^0+(\.0{1,2})?$/.test(env.CREDIT_LIMIT_MAX) ? 0n : amount(env, "CREDIT_LIMIT_MAX", "0")) : creditDefault;
+  config.creditLimitMaxMinor = env.CREDIT_LIMIT_MAX ? creditLimit(env.CREDIT_LIMIT_MAX) : creditDefault;
   if (config.creditLimitMaxMinor > config.balanceMaxMinor) throw new Error("CREDIT_LIMIT_MAX must not exceed BALANCE_MAX");
   // A window holds at most THRESHOLD_ENTRIES_MAX deposits plus the new one; its sum is
   // carried as int64 in flag events.

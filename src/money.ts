@@ -23,6 +23,9 @@ export type AmountResult = { ok: true; minor: bigint } | { ok: false; code: Amou
 // Plain decimal notation only: no exponent, no sign other than a leading minus (which
 // is reported as "must be positive" rather than "not a decimal"), no spaces.
 const DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
+
+/** Whether JSON number text is plain decimal notation, which parseAmount judges digit by digit. */
+export const isPlainDecimal = (text: string) => DECIMAL.test(text);
 // More integer digits than this cannot be under any sane maximum and would make the
 // BigInt below do needless work on hostile input.
 const INTEGER_DIGITS_MAX = 18;
@@ -84,6 +87,19 @@ export function formatMinor(minor: bigint): string {
   const integer = abs / MINOR_PER_MAJOR;
   const fraction = (abs % MINOR_PER_MAJOR).toString().padStart(FRACTION_DIGITS_MAX, "0").replace(/0+$/, "");
   return `${negative ? "-" : ""}${integer}${fraction ? `.${fraction}` : ""}`;
+}
+
+/**
+ * Parses a credit limit: like an amount, but 0 (no credit) is allowed. Codes are the
+ * amount's, named for the credit limit (credit_limit_has_too_many_decimals, ...).
+ */
+export function parseCreditLimit(value: unknown, maxMinor: bigint): AmountResult | { ok: false; code: string; message: string } {
+  if (value === 0 || (typeof value === "string" && /^0+(\.0{1,2})?$/.test(value))) return { ok: true, minor: 0n };
+  const parsed = parseAmount(value, maxMinor);
+  if (parsed.ok) return parsed;
+  const code = parsed.code.replace(/^amount/, "credit_limit");
+  const message = code === "credit_limit_must_be_positive" ? "credit_limit must be 0 or more" : parsed.message.replace(/^amount/, "credit_limit");
+  return { ok: false, code, message };
 }
 
 /**

@@ -6,7 +6,7 @@ import type { FlagState } from "../../actors/flagger.js";
 import { available, initialWallet, type OperationRecord, type WalletCommand, type WalletState } from "../../actors/wallet.js";
 import type { LogHealth } from "../log/guard.js";
 import type { RecordPosition } from "../log/log.js";
-import { formatMinor, parseAmount } from "../money.js";
+import { formatMinor, isPlainDecimal, parseAmount, parseCreditLimit } from "../money.js";
 import { isRetryable } from "../runtime/errors.js";
 import type { Emitter } from "../runtime/emitter.js";
 import type { AppliedRecord, TableReader } from "../runtime/view.js";
@@ -14,7 +14,7 @@ import { commandFingerprint, REVERSAL_ID_PREFIX, reversalId } from "../topics/co
 import { renderDocs } from "./docs.js";
 import { ApiError, errorResponse } from "./errors.js";
 import { RawNumber, stringify } from "./json.js";
-import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, parseCreditLimit, PREFER_WAIT_SECONDS_MAX, routes } from "./routes.js";
+import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, PREFER_WAIT_SECONDS_MAX, routes } from "./routes.js";
 
 /** Requests larger than this are refused, before they are read when their length is declared. */
 export const BODY_BYTES_MAX = 16 * 1024;
@@ -483,7 +483,6 @@ function exactJson(c: Context, status: 200 | 202, body: unknown, headers?: Recor
 
 /** Money fields of request bodies: their numbers are judged by the digits sent. */
 const MONEY_FIELDS = new Set(["amount", "credit_limit"]);
-const PLAIN_DECIMAL = /^-?\d+(\.\d+)?$/;
 
 /**
  * Reads the body as a JSON object whatever the Content-Type says: the seed's own curl
@@ -515,7 +514,7 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
   // 20.499999999999999 must not pass as 20.5.
   try {
     body = JSON.parse(text, function (this: object, key: string, value: unknown, context?: { source?: string }) {
-      if (typeof value === "number" && MONEY_FIELDS.has(key) && context?.source !== undefined && PLAIN_DECIMAL.test(context.source)) return context.source;
+      if (typeof value === "number" && MONEY_FIELDS.has(key) && context?.source !== undefined && isPlainDecimal(context.source)) return context.source;
       return value;
     } as (key: string, value: unknown) => unknown);
   } catch {

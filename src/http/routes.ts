@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { formatMinor, parseAmount } from "../money.js";
+import { formatMinor, parseAmount, parseCreditLimit } from "../money.js";
 import { DERIVED_EVENT_ID_LENGTH_MAX, EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
 import { DESCRIPTION_LENGTH_MAX } from "../topics/commands.js";
 
@@ -54,16 +54,6 @@ const amount = (maxMinor: bigint) =>
       if (!parsed.ok) fail(ctx, parsed.code, parsed.message);
     })
     .openapi({ description: `${decimalDescription} Positive, at most ${formatMinor(maxMinor)}.`, example: "20.50" });
-
-/** A credit limit: like an amount, but 0 is allowed (no credit). */
-export function parseCreditLimit(value: unknown, maxMinor: bigint) {
-  if (value === 0 || value === "0" || (typeof value === "string" && /^0+(\.0{1,2})?$/.test(value))) return { ok: true as const, minor: 0n };
-  const parsed = parseAmount(value, maxMinor);
-  if (parsed.ok) return parsed;
-  const code = parsed.code.replace(/^amount/, "credit_limit");
-  const message = code === "credit_limit_must_be_positive" ? "credit_limit must be 0 or more" : parsed.message.replace(/^amount/, "credit_limit");
-  return { ok: false as const, code, message };
-}
 
 const creditLimit = (maxMinor: bigint) =>
   z
