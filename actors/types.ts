@@ -40,6 +40,25 @@ export interface Decided<S, Out, R = never> {
    * ledger entry), for later lookups through the context and for the API's reads.
    */
   record?: R;
+  /**
+   * Timers of this wallet to set (a due time) or clear (null), by id. A timer that
+   * comes due is handed back to the actor as an event of its own (the group's
+   * `onTimer`), decided and committed like any other, once.
+   */
+  timers?: TimerRequest[];
+}
+
+/** Sets (dueMs) or clears (null) one timer of the decided wallet. */
+export interface TimerRequest {
+  id: string;
+  dueMs: number | null;
+}
+
+/** A timer that came due, as the actor is handed it. */
+export interface FiredTimer {
+  walletId: string;
+  timerId: string;
+  dueMs: number;
 }
 
 /**
@@ -51,8 +70,11 @@ export interface ActorContext<R = never> {
   readonly nowMs: number;
   /** Where the event's record is: "<topic>:<partition>:<offset>". */
   readonly position: string;
-  /** The record kept for an event id of this wallet, if one was decided before. */
-  recorded(eventId: string): R | undefined;
+  /**
+   * The record kept for an event id of this wallet, if one was decided before. Ids of
+   * a scoped input (see `on` in src/runtime/group.ts) are read with their scope.
+   */
+  recorded(eventId: string, scope?: string): R | undefined;
 }
 
 /**
@@ -66,7 +88,7 @@ export interface Terminal {
 
 /** A context with nothing recorded before, for actors driven outside the runtime (tests). */
 export function freshContext<R = never>(nowMs = 0, recorded: ReadonlyMap<string, R> = new Map()): ActorContext<R> {
-  return { nowMs, position: "test:0:0", recorded: (id) => recorded.get(id) };
+  return { nowMs, position: "test:0:0", recorded: (id, scope) => recorded.get(scope === undefined ? id : `${scope}:${id}`) };
 }
 
 export type Outcome<S, Out, R = never> = Decided<S, Out, R> | Terminal;

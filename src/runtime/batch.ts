@@ -1,12 +1,13 @@
-import { isTerminal, type Actor, type ActorContext, type Decided } from "../../actors/types.js";
+import { isTerminal, type Actor, type ActorContext, type Decided, type FiredTimer } from "../../actors/types.js";
 import type { LogRecord, ProduceRecord, RecordPosition, TopicPartition } from "../log/log.js";
 import { partitionForKey } from "../log/murmur2.js";
 import type { AppliedId, TableRow } from "../store/state-store.js";
-import { batchRecord, rowRecord, versionOf, type AppliedEvent, type Through } from "./changelog.js";
+import { batchRecord, rowRecord, versionOf, type AppliedEvent, type Through, type TimerChange } from "./changelog.js";
 import { DecodeError } from "./codec.js";
 import { deadLetterRecord } from "./dead-letter.js";
 import { AssertionError, assert, type DeadLetterReason } from "./errors.js";
 import { scopedId, type AnyGroup, type Input } from "./group.js";
+import type { TimerRow } from "./timers.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -22,6 +23,8 @@ export interface BatchReads {
   position(tp: TopicPartition): number;
   /** The clock actors see for this batch (ActorContext.nowMs). */
   nowMs: number;
+  /** When a pending timer of a wallet is due, if it is pending. */
+  timer(walletId: string, timerId: string): number | undefined;
 }
 
 /** A processed batch, ready to commit: state changes, progress and output. */
@@ -33,6 +36,8 @@ export interface Batch {
   states: Map<string, { state: unknown; partition: number }>;
   rows: TableRow[];
   applied: AppliedId[];
+  /** Timers set and cleared, in order. */
+  timers: TimerRow[];
   /** What to append to the log, by the input partition whose records produced it. */
   output: Map<number, ProduceRecord[]>;
 }
@@ -58,6 +63,9 @@ export class BatchBuilder {
   private readonly seen = new Map<string, { fingerprint: string; record: unknown }>();
   private readonly applied = new Map<number, (AppliedEvent & { entry?: { seq: number; recordedMs: number } })[]>();
   private readonly output = new Map<number, ProduceRecord[]>();
+  /** Timers set (due) or cleared (null) in this batch, by wallet and timer id, and in order per partition. */
+  private readonly timerStates = new Map<string, number | null>();
+  private readonly timerChanges = new Map<number, TimerChange[]>();
 
   constructor(
     private readonly group: AnyGroup,
@@ -77,12 +85,14 @@ export class BatchBuilder {
     const admitted = this.admit(record);
     if ("code" in admitted) return this.deadLetter(record, admitted);
     if (admitted.repeat) return;
-    if (admitted.skip) {
-      // Not this group's to decide, but its id is bound all the same: the same id
-      // coming again as something this group does read is a conflict here too.
-      this.seen.set(`${record.key}\u0000${admitted.id}`, { fingerprint: admitted.fingerprint, record: undefined });
-      this.list(this.applied, record.partition).push({ walletId: record.key, eventId: admitted.id, fingerprint: admitted.fingerprint, outcome: "skipped", detail: EMPTY });
-      return;
+    if (admitted.skip) return this.skip(record, admitted);
+    if (record.topic === this.group.timers?.name) {
+      // A firing of a timer no longer pending (fired, cleared, set anew) is skipped. A
+      // pending one is cleared whatever the actor makes of it, so that a firing it
+      // refuses is dead-lettered once rather than produced again and again.
+      const fired = admitted.value as FiredTimer;
+      if (this.timerDue(record.key, fired.timerId) !== fired.dueMs) return this.skip(record, admitted);
+      this.setTimer(record.key, record.partition, fired.timerId, null);
     }
     const decision = this.decide(record, admitted.event);
     if ("code" in decision) return this.deadLetter(record, decision);
@@ -96,10 +106,33 @@ export class BatchBuilder {
       entry: decision.record === undefined ? undefined : records!.entry(decision.record),
     });
     for (const out of decision.emits) this.list(this.output, record.partition).push(this.route(out));
+    for (const timer of decision.timers ?? []) {
+      assert(this.group.timers, `group ${this.group.name} set a timer but declares no onTimer`);
+      this.setTimer(record.key, record.partition, timer.id, timer.dueMs);
+    }
+  }
+
+  /**
+   * Not this group's to decide, but its id is bound all the same: the same id coming
+   * again as something this group does read is a conflict here too.
+   */
+  private skip(record: LogRecord, admitted: { id: string; fingerprint: string }): void {
+    this.seen.set(`${record.key}\u0000${admitted.id}`, { fingerprint: admitted.fingerprint, record: undefined });
+    this.list(this.applied, record.partition).push({ walletId: record.key, eventId: admitted.id, fingerprint: admitted.fingerprint, outcome: "skipped", detail: EMPTY });
+  }
+
+  private timerDue(walletId: string, timerId: string): number | null | undefined {
+    const key = `${walletId}\u0000${timerId}`;
+    return this.timerStates.has(key) ? this.timerStates.get(key) : this.reads.timer(walletId, timerId);
+  }
+
+  private setTimer(walletId: string, partition: number, timerId: string, dueMs: number | null): void {
+    this.timerStates.set(`${walletId}\u0000${timerId}`, dueMs);
+    this.list(this.timerChanges, partition).push({ walletId, timerId, dueMs });
   }
 
   /** Decodes a record and checks it belongs where it is and has not been applied yet. */
-  private admit(record: LogRecord): DeadLetterReason | { event: unknown; id: string; fingerprint: string; repeat: boolean; skip: boolean } {
+  private admit(record: LogRecord): DeadLetterReason | { value: unknown; event: unknown; id: string; fingerprint: string; repeat: boolean; skip: boolean } {
     const input = this.inputs.get(record.topic);
     assert(input, `group ${this.group.name} polled ${record.topic}, which is not one of its inputs`);
     let value: unknown;
@@ -123,9 +156,9 @@ export class BatchBuilder {
     if (prior !== undefined && prior !== fingerprint) {
       return { code: input.topic.conflictCode, message: `event id ${identity.id} was applied before with ${prior}, now ${fingerprint}` };
     }
-    if (prior !== undefined) return { event: undefined, id, fingerprint, repeat: true, skip: false };
+    if (prior !== undefined) return { value, event: undefined, id, fingerprint, repeat: true, skip: false };
     const event = input.event(value);
-    return { event, id, fingerprint, repeat: false, skip: event === undefined };
+    return { value, event, id, fingerprint, repeat: false, skip: event === undefined };
   }
 
   /** The context the actor decides an event of `record`'s wallet in. */
@@ -133,7 +166,8 @@ export class BatchBuilder {
     return {
       nowMs: this.reads.nowMs,
       position: `${record.topic}:${record.partition}:${record.offset}`,
-      recorded: (eventId) => {
+      recorded: (unscoped, scope) => {
+        const eventId = scope === undefined ? unscoped : scopedId({ scope }, unscoped);
         const local = this.seen.get(`${record.key}\u0000${eventId}`);
         if (local) return local.record;
         const stored = this.reads.applied(record.key, eventId)?.detail;
@@ -202,14 +236,15 @@ export class BatchBuilder {
         const row = rowRecord(walletId, value, version);
         out.push({ topic: this.group.changelog, partition, ...row });
       }
-      const closing = batchRecord(throughOf(partition, before), throughOf(partition, after), this.applied.get(partition) ?? []);
+      const closing = batchRecord(throughOf(partition, before), throughOf(partition, after), this.applied.get(partition) ?? [], this.timerChanges.get(partition) ?? []);
       out.push({ topic: this.group.changelog, partition, ...closing });
     }
     const from = [...this.next.values()].map((p) => ({ ...p, offset: this.reads.position(p) }));
     const applied = [...this.applied.values()].flat().map((a): AppliedId => ({
       key: a.walletId, eventId: a.eventId, fingerprint: a.fingerprint, outcome: a.outcome, detail: a.detail, seq: a.entry?.seq, recordedMs: a.entry?.recordedMs,
     }));
-    return { from, to: [...this.next.values()], states: this.changes, rows, applied, output: this.output };
+    const timers = [...this.timerChanges].flatMap(([partition, changes]) => changes.map((t): TimerRow => ({ key: t.walletId, timerId: t.timerId, partition, dueMs: t.dueMs })));
+    return { from, to: [...this.next.values()], states: this.changes, rows, applied, timers, output: this.output };
   }
 }
 

@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ChangelogRecordSchema } from "../gen/depositaja/v1/runtime_pb.js";
-import { decoding, DecodeError } from "./codec.js";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { decoding, DecodeError, toMs } from "./codec.js";
 
 /**
  * The record format of a group's changelog `<group>-table`, encoded and decoded here
@@ -24,7 +25,14 @@ export interface AppliedEvent {
 
 export type ChangelogEntry =
   | { kind: "row"; walletId: string; value: Uint8Array; version: number }
-  | { kind: "batch"; events: AppliedEvent[]; through: Through; version: number };
+  | { kind: "batch"; events: AppliedEvent[]; timers: TimerChange[]; through: Through; version: number };
+
+/** A timer a batch set (dueMs) or cleared (null), in the order it did. */
+export interface TimerChange {
+  walletId: string;
+  timerId: string;
+  dueMs: number | null;
+}
 
 /** A changelog record before it is written: its key and value. */
 export interface ChangelogWrite {
@@ -48,9 +56,10 @@ export function rowRecord(walletId: string, value: Uint8Array, version: number):
 }
 
 /** The record that closes a batch in one partition: the ids it applied, and its progress. */
-export function batchRecord(from: Through, to: Through, events: AppliedEvent[]): ChangelogWrite {
+export function batchRecord(from: Through, to: Through, events: AppliedEvent[], timers: readonly TimerChange[] = []): ChangelogWrite {
+  const timerChanges = timers.map((t) => ({ walletId: t.walletId, timerId: t.timerId, dueTime: t.dueMs === null ? undefined : timestampFromMs(t.dueMs) }));
   const value = create(ChangelogRecordSchema, {
-    change: { case: "batch", value: { events } },
+    change: { case: "batch", value: { events, timers: timerChanges } },
     through: Object.fromEntries([...to].map(([topic, offset]) => [topic, BigInt(offset)])),
     version: BigInt(versionOf(to)),
   });
@@ -65,7 +74,9 @@ export function decodeChangelog(key: string, bytes: Uint8Array): ChangelogEntry 
     if (m.change.case === "row") return { kind: "row", walletId: key, value: m.change.value, version };
     if (m.change.case === "batch") {
       const through = new Map(Object.entries(m.through).map(([topic, offset]) => [topic, Number(offset)]));
-      return { kind: "batch", events: m.change.value.events.map(({ walletId, eventId, fingerprint, outcome, detail }) => ({ walletId, eventId, fingerprint, outcome, detail })), through, version };
+      const events = m.change.value.events.map(({ walletId, eventId, fingerprint, outcome, detail }) => ({ walletId, eventId, fingerprint, outcome, detail }));
+      const timers = m.change.value.timers.map((t) => ({ walletId: t.walletId, timerId: t.timerId, dueMs: t.dueTime === undefined ? null : toMs(t.dueTime, "due_time") }));
+      return { kind: "batch", events, timers, through, version };
     }
     throw new DecodeError("changelog_record_is_empty", "a changelog record must hold a row or a batch");
   });

@@ -1,8 +1,9 @@
 import type { DescMessage } from "@bufbuild/protobuf";
-import type { Actor } from "../../actors/types.js";
+import type { Actor, FiredTimer } from "../../actors/types.js";
 import type { Config } from "../config.js";
 import type { TopicSpec } from "../log/log.js";
 import type { Codec } from "./codec.js";
+import { TIMER_SCOPE, timerTopic } from "./timers.js";
 import { changelogTopic, deadLetterTopic, type Topic } from "./topic.js";
 
 // A topic whatever its value type: codecs make Topic invariant in it.
@@ -31,7 +32,7 @@ export function on<T, In>(topic: Topic<T>, event: (value: T) => In | undefined, 
 }
 
 /** The id under which an input's event is applied: scoped inputs keep theirs apart. */
-export function scopedId(input: Input<unknown>, id: string): string {
+export function scopedId(input: Pick<Input<unknown>, "scope">, id: string): string {
   return input.scope === undefined ? id : `\u001f${input.scope}:${id}`;
 }
 
@@ -88,10 +89,17 @@ export interface GroupSpec<S, In, Out, R = never> {
   actor(config: Config): Actor<S, In, Out, R>;
   /** Binds an output of the actor to one of `emits`. */
   emit(out: Out): Emission;
+  /**
+   * For a group whose actor sets timers: the actor's input for a timer that came due.
+   * The group then also reads its topic `<group>-timers` (see src/runtime/timers.ts).
+   */
+  onTimer?(fired: FiredTimer): In;
 }
 
 export interface Group<S, In, Out, R = never> extends GroupSpec<S, In, Out, R> {
   readonly changelog: string;
+  /** The topic of due timers, for a group with `onTimer`; it is also one of `inputs`. */
+  readonly timers?: Topic<FiredTimer>;
 }
 
 // The runtime treats every group alike; the state, input and output types stay
@@ -118,7 +126,12 @@ export function defineGroup<S, In, Out, R = never>(spec: GroupSpec<S, In, Out, R
   for (const alias of spec.aliases ?? []) {
     if (!NAME.test(alias)) throw new Error(`${where}: alias ${JSON.stringify(alias)} must match ${NAME}`);
   }
-  return Object.freeze({ ...spec, changelog: changelogTopic(spec.name) });
+  if (spec.onTimer === undefined) return Object.freeze({ ...spec, changelog: changelogTopic(spec.name) });
+  const timers = timerTopic(spec.name);
+  if (inputs.includes(timers.name)) throw new Error(`${where} lists its own timer topic ${timers.name} as an input`);
+  const onTimer = spec.onTimer;
+  const inputsWithTimers = [...spec.inputs, on(timers, (fired) => onTimer(fired), { scope: TIMER_SCOPE })];
+  return Object.freeze({ ...spec, inputs: inputsWithTimers, changelog: changelogTopic(spec.name), timers });
 }
 
 /**
@@ -142,6 +155,7 @@ export function validateGroups(groups: readonly AnyGroup[]): void {
     declared.set(topic.name, topic);
   }
   const derived = new Set([...groups.map((g) => g.changelog), ...[...declared.keys()].map(deadLetterTopic)]);
+  for (const group of groups) if (group.timers) declared.delete(group.timers.name);
   for (const name of declared.keys()) {
     if (derived.has(name)) throw new Error(`topic ${name} takes a name the runtime derives for a changelog or dead letters`);
   }

@@ -23,6 +23,12 @@ export interface ProcessorLimits {
   lingerMs: number;
   /** Decoded wallet states kept in memory, at most. */
   stateCacheEntriesMax: number;
+  /** Groups with timers: how often the pending timers are scanned for due ones. */
+  timerScanIntervalMs: number;
+  /** A due timer produced this long ago and still pending is produced again. */
+  timerRefireMs: number;
+  /** Due timers produced per scan and partition, at most. */
+  timerFiringsMax: number;
 }
 
 export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
@@ -33,6 +39,9 @@ export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
   retryBackoffMaxMs: 5_000,
   lingerMs: 2,
   stateCacheEntriesMax: 100_000,
+  timerScanIntervalMs: 100,
+  timerRefireMs: 10_000,
+  timerFiringsMax: 1_000,
 };
 
 /**
@@ -97,6 +106,9 @@ export class Processor {
   private readonly wake = new AbortController();
   private lastOffsetCommitMs = 0;
   private partitions = 0;
+  private nextTimerScanMs = 0;
+  /** Due timers produced and not yet seen fired: when, by wallet, timer id and due time. */
+  private readonly firing = new Map<string, number>();
 
   constructor(
     readonly group: AnyGroup,
@@ -175,6 +187,7 @@ export class Processor {
     if (poll.revoked.length > 0) this.backlog = this.backlog.filter((r) => this.positions.has(tpKey(r)) || this.unready.has(tpKey(r)));
     await this.publish();
     await this.makeReady();
+    await this.fireDueTimers();
     const ready = this.readyRecords();
     if (ready.length === 0) return 0;
     this.partitions ||= await this.log.partitionCount(this.group.inputs[0]!.topic.name);
@@ -249,11 +262,42 @@ export class Processor {
         applied: (walletId, eventId) => this.store.appliedEvent(owner, walletId, eventId),
         position: (tp) => this.positions.get(tpKey(tp))?.offset ?? 0,
         nowMs: this.clock(),
+        timer: (walletId, timerId) => this.store.timer(owner, walletId, timerId),
       });
       for (const record of records) builder.add(record);
       const batch = builder.finish();
       if (records.length === 1 || largestOutputBytes(batch) <= OUTPUT_PARTITION_BYTES_MAX) return { records, batch };
     }
+  }
+
+  /**
+   * The punctuator: produces the due timers of the partitions this instance holds onto
+   * the group's timer topic, from which they come back as events (src/runtime/timers.ts).
+   * Producing is at least once; the firing is decided once. A timer produced and still
+   * pending after `timerRefireMs` (its record was lost, or its firing is still queued
+   * behind a backlog) is produced again.
+   */
+  private async fireDueTimers(): Promise<void> {
+    const topic = this.group.timers;
+    const nowMs = this.clock();
+    if (!topic || nowMs < this.nextTimerScanMs) return;
+    this.nextTimerScanMs = nowMs + this.limits.timerScanIntervalMs;
+    for (const [key, producedMs] of this.firing) if (nowMs - producedMs >= this.limits.timerRefireMs) this.firing.delete(key);
+    const held = [...this.positions.values()].filter((p) => p.topic === topic.name).map((p) => p.partition);
+    const records = [];
+    const keys: string[] = [];
+    for (const partition of held) {
+      for (const due of this.store.dueTimers(this.group.name, partition, nowMs, this.limits.timerFiringsMax)) {
+        const fired = { walletId: due.key, timerId: due.timerId, dueMs: due.dueMs! };
+        const key = `${fired.walletId}\u0000${fired.timerId}\u0000${fired.dueMs}`;
+        if (this.firing.has(key)) continue;
+        keys.push(key);
+        records.push({ topic: topic.name, key: fired.walletId, partition, value: topic.codec.encode(fired) });
+      }
+    }
+    if (records.length === 0) return;
+    await this.log.produce(records);
+    for (const key of keys) this.firing.set(key, nowMs);
   }
 
   private state(walletId: string): unknown {

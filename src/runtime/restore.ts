@@ -5,6 +5,7 @@ import { appliedId } from "./batch.js";
 import { decodeChangelog, type Through } from "./changelog.js";
 import { DecodeError } from "./codec.js";
 import type { AnyGroup } from "./group.js";
+import type { TimerRow } from "./timers.js";
 
 /**
  * Stored progress that lies past the end of the log: the log was reset or replaced
@@ -40,7 +41,8 @@ const throughTopic = (group: AnyGroup, input: string) => `${group.changelog}@${i
 /**
  * Brings the table and the applied ids of `partitions` up to date from the group's
  * changelog, from where this instance last read it (the start, for an empty
- * state.db): rows merge newest-version-wins, applied ids are added. Then each
+ * state.db): rows merge newest-version-wins, applied ids are added, timers are set and
+ * cleared in the order the batches did. Then each
  * partition resumes from whichever is further, its local progress or the progress
  * the changelog reflects, so events applied by whoever held it are neither applied
  * again nor re-read.
@@ -65,6 +67,7 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
     for (const record of batch) moved.add(record.partition);
     const rows = new Map<string, TableRow>();
     const applied: AppliedId[] = [];
+    const timers: TimerRow[] = [];
     for (const record of batch) {
       let entry;
       try {
@@ -83,10 +86,11 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
         continue;
       }
       for (const e of entry.events) applied.push(appliedId(group, e, () => skipped++));
+      for (const t of entry.timers) timers.push({ key: t.walletId, timerId: t.timerId, partition: record.partition, dueMs: t.dueMs });
       through.set(record.partition, furthest(through.get(record.partition)!, entry.through));
     }
     const positions = [...lastPositions(batch), ...throughPositions(group, through)];
-    store.merge(owner, [...rows.values()], applied, positions);
+    store.merge(owner, [...rows.values()], applied, positions, timers);
     restored += batch.length;
   }
   if (skipped > 0) console.warn(`[${owner}] skipped ${skipped} undecodable changelog records while restoring`);

@@ -68,3 +68,21 @@ export const outbox = sqliteTable("outbox", {
   partition: integer("partition").notNull(),
   records: blob("records", { mode: "buffer" }).notNull(),
 });
+
+/**
+ * Pending timers of a group's actors, per key: set by a decision, cleared when the
+ * timer fires or the actor cancels it, in the batch's transaction and in its changelog
+ * record (so a restore rebuilds them). The processor holding a partition scans it for
+ * due timers (see src/runtime/timers.ts).
+ */
+export const timers = sqliteTable("timers", {
+  owner: text("owner").notNull(),
+  key: text("key").notNull(),
+  timerId: text("timer_id").notNull(),
+  /** The key's partition, so an instance scans only the partitions it holds. */
+  partition: integer("partition").notNull(),
+  dueMs: integer("due_ms").notNull(),
+}, (t) => [
+  primaryKey({ columns: [t.owner, t.key, t.timerId] }),
+  index("timers_due").on(t.owner, t.partition, t.dueMs),
+]);

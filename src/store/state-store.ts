@@ -5,10 +5,11 @@ import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { join } from "node:path";
 import { OutboxRecordsSchema } from "../gen/depositaja/v1/runtime_pb.js";
 import type { ProduceRecord, RecordPosition, TopicPartition } from "../log/log.js";
+import type { TimerRow } from "../runtime/timers.js";
 import * as schema from "./schema.js";
 import { applyMigrations, openSqlite } from "./sqlite.js";
 
-const { appliedEvents, outbox, progress, tableRows } = schema;
+const { appliedEvents, outbox, progress, tableRows, timers } = schema;
 
 export interface TableRow {
   key: string;
@@ -42,6 +43,8 @@ export interface StoreBatch {
   to: RecordPosition[];
   rows: TableRow[];
   applied: AppliedId[];
+  /** Timers set or cleared, in order. */
+  timers?: TimerRow[];
 }
 
 export interface OutboxEntry {
@@ -100,6 +103,10 @@ export class StateStore {
   private readonly selectOutboxRecords;
   private readonly deleteOutboxRow;
   private readonly selectDataVersion;
+  private readonly selectTimer;
+  private readonly upsertTimer;
+  private readonly deleteTimer;
+  private readonly selectDueTimers;
 
   constructor(readonly sqlite: Database) {
     this.db = applyMigrations(sqlite, schema, STORE_MIGRATIONS);
@@ -163,6 +170,21 @@ export class StateStore {
     this.selectOutboxRecords = this.db.select({ records: outbox.records }).from(outbox).where(eq(outbox.id, p("id"))).prepare();
     this.deleteOutboxRow = this.db.delete(outbox).where(eq(outbox.id, p("id"))).prepare();
     this.selectDataVersion = sqlite.prepare<{ data_version: number }, []>("PRAGMA data_version");
+    const timerKey = and(eq(timers.owner, p("owner")), eq(timers.key, p("key")), eq(timers.timerId, p("timerId")));
+    this.selectTimer = this.db.select({ dueMs: timers.dueMs }).from(timers).where(timerKey).prepare();
+    this.upsertTimer = this.db
+      .insert(timers)
+      .values({ owner: p("owner"), key: p("key"), timerId: p("timerId"), partition: p("partition"), dueMs: p("dueMs") })
+      .onConflictDoUpdate({ target: [timers.owner, timers.key, timers.timerId], set: { dueMs: sql`excluded.due_ms`, partition: sql`excluded.partition` } })
+      .prepare();
+    this.deleteTimer = this.db.delete(timers).where(timerKey).prepare();
+    this.selectDueTimers = this.db
+      .select({ key: timers.key, timerId: timers.timerId, partition: timers.partition, dueMs: timers.dueMs })
+      .from(timers)
+      .where(and(eq(timers.owner, p("owner")), eq(timers.partition, p("partition")), sql`${timers.dueMs} <= ${p("nowMs")}`))
+      .orderBy(timers.dueMs)
+      .limit(p("limit"))
+      .prepare();
   }
 
   /** A state store in a file of its own: DATA_DIR/state.db for processors on Kafka, views.db for views. */
@@ -199,6 +221,24 @@ export class StateStore {
     return this.selectEntryAt.get({ owner, key, atMs });
   }
 
+  /** When a pending timer of `key` is due, if it is pending. */
+  timer(owner: string, key: string, timerId: string): number | undefined {
+    return this.selectTimer.get({ owner, key, timerId })?.dueMs;
+  }
+
+  /** The pending timers of one partition due by `nowMs`, the earliest first. */
+  dueTimers(owner: string, partition: number, nowMs: number, limit: number): TimerRow[] {
+    return this.selectDueTimers.all({ owner, partition, nowMs, limit });
+  }
+
+  /** Sets and clears timers, in order. Call it inside `transaction`. */
+  writeTimers(owner: string, changes: readonly TimerRow[]): void {
+    for (const t of changes) {
+      if (t.dueMs === null) this.deleteTimer.run({ owner, key: t.key, timerId: t.timerId });
+      else this.upsertTimer.run({ owner, key: t.key, timerId: t.timerId, partition: t.partition, dueMs: t.dueMs });
+    }
+  }
+
   /** Runs `work` in one immediate transaction (the write lock taken up front). */
   transaction<T>(work: () => T): T {
     return this.sqlite.transaction(work).immediate();
@@ -216,6 +256,7 @@ export class StateStore {
     }
     for (const row of batch.rows) this.upsertRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
     for (const a of batch.applied) this.insertApplied.run(appliedParams(owner, a));
+    this.writeTimers(owner, batch.timers ?? []);
     this.writeProgress(owner, batch.to);
   }
 
@@ -225,10 +266,11 @@ export class StateStore {
    * changelog records never move a table backwards. Applied ids are added, and the
    * positions `to` move, in the same transaction.
    */
-  merge(owner: string, rows: TableRow[], applied: AppliedId[], to: RecordPosition[]): void {
+  merge(owner: string, rows: TableRow[], applied: AppliedId[], to: RecordPosition[], timerChanges: readonly TimerRow[] = []): void {
     this.transaction(() => {
       for (const row of rows) this.upsertNewerRow.run({ owner, key: row.key, value: bytes(row.value), version: row.version });
       for (const a of applied) this.insertApplied.run(appliedParams(owner, a));
+      this.writeTimers(owner, timerChanges);
       this.writeProgress(owner, to);
     });
   }
@@ -284,8 +326,8 @@ export class StateStore {
   }
 
   /**
-   * Forgets what `owner` holds of one partition (its wallets' rows and applied ids, the
-   * outbox, and the progress on `topics`), to rebuild it from the changelog. A rare
+   * Forgets what `owner` holds of one partition (its wallets' rows, applied ids and
+   * timers, the outbox, and the progress on `topics`), to rebuild it from the changelog. A rare
    * path: it reads every key of the owner to find the partition's.
    */
   dropPartition(owner: string, partition: number, partitionOf: (key: string) => number, topics: string[]): void {
@@ -295,14 +337,15 @@ export class StateStore {
         for (const key of keys) this.db.delete(table).where(and(eq(table.owner, owner), eq(table.key, key))).run();
       }
       this.db.delete(outbox).where(and(eq(outbox.owner, owner), eq(outbox.partition, partition))).run();
+      this.db.delete(timers).where(and(eq(timers.owner, owner), eq(timers.partition, partition))).run();
       for (const topic of topics) this.db.delete(progress).where(and(eq(progress.owner, owner), eq(progress.topic, topic), eq(progress.partition, partition))).run();
     });
   }
 
-  /** Forgets everything `owner` holds (its table, applied ids, progress, outbox), to rebuild it. */
+  /** Forgets everything `owner` holds (its table, applied ids, timers, progress, outbox), to rebuild it. */
   drop(owner: string): void {
     this.transaction(() => {
-      for (const table of [tableRows, appliedEvents, progress, outbox]) this.db.delete(table).where(eq(table.owner, owner)).run();
+      for (const table of [tableRows, appliedEvents, progress, outbox, timers]) this.db.delete(table).where(eq(table.owner, owner)).run();
     });
   }
 

@@ -25,7 +25,7 @@ export const jsonCodec = {
 export const PARTITIONS = 3;
 export const config: Config = testConfig(":memory:", { PARTITIONS: String(PARTITIONS) });
 // Small batches make crashes land between batches as well as inside them.
-export const limits = { ...DEFAULT_PROCESSOR_LIMITS, batchRecordsMax: 4, offsetCommitIntervalMs: 0, retryBackoffInitialMs: 1, retryBackoffMaxMs: 2 };
+export const limits = { ...DEFAULT_PROCESSOR_LIMITS, batchRecordsMax: 4, offsetCommitIntervalMs: 0, retryBackoffInitialMs: 1, retryBackoffMaxMs: 2, timerScanIntervalMs: 0 };
 
 /** A crash of the process at a fault point. */
 export class Crash extends Error {}
@@ -55,6 +55,8 @@ export class Harness {
   readonly processors = new Map<string, Processor>();
   /** Groups whose next commit fails once with a retryable error. */
   readonly transient = new Set<string>();
+  /** The processors' clock (ActorContext.nowMs, and when timers are due); the wall clock when unset. */
+  nowMs: number | undefined;
 
   constructor(readonly mode: Mode, readonly groups: readonly AnyGroup[] = GROUPS) {
     this.store = this.newStore();
@@ -93,7 +95,8 @@ export class Harness {
       },
     };
     const group = this.group(name);
-    return new Processor(group, group.actor(config), this.log, this.store, this.committer, limits, { ...transient, ...faults });
+    const clock = () => this.nowMs ?? Date.now();
+    return new Processor(group, group.actor(config), this.log, this.store, this.committer, limits, { ...transient, ...faults }, clock);
   }
 
   /** Another instance takes over every group: an empty store of its own, the same log. */

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file depositaja/v1/runtime.proto.
  */
 export const file_depositaja_v1_runtime: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXBvc2l0YWphL3YxL3J1bnRpbWUucHJvdG8SDWRlcG9zaXRhamEudjEi1wEKD0NoYW5nZWxvZ1JlY29yZBINCgNyb3cYASABKAxIABIsCgViYXRjaBgCIAEoCzIbLmRlcG9zaXRhamEudjEuQXBwbGllZEJhdGNoSAASPAoHdGhyb3VnaBgDIAMoCzIrLmRlcG9zaXRhamEudjEuQ2hhbmdlbG9nUmVjb3JkLlRocm91Z2hFbnRyeRIPCgd2ZXJzaW9uGAQgASgDGi4KDFRocm91Z2hFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBQggKBmNoYW5nZSI7CgxBcHBsaWVkQmF0Y2gSKwoGZXZlbnRzGAEgAygLMhsuZGVwb3NpdGFqYS52MS5BcHBsaWVkRXZlbnQivQIKCkRlYWRMZXR0ZXISDQoFdmFsdWUYASABKAwSCwoDa2V5GAIgASgJEjcKB2hlYWRlcnMYAyADKAsyJi5kZXBvc2l0YWphLnYxLkRlYWRMZXR0ZXIuSGVhZGVyc0VudHJ5EhQKDHNvdXJjZV90b3BpYxgEIAEoCRIYChBzb3VyY2VfcGFydGl0aW9uGAUgASgFEhUKDXNvdXJjZV9vZmZzZXQYBiABKAMSLwoLc291cmNlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWdyb3VwGAggASgJEhMKC3JlYXNvbl9jb2RlGAkgASgJEg4KBnJlYXNvbhgKIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI9Cg1PdXRib3hSZWNvcmRzEiwKB3JlY29yZHMYASADKAsyGy5kZXBvc2l0YWphLnYxLk91dGJveFJlY29yZCK3AQoMT3V0Ym94UmVjb3JkEg0KBXRvcGljGAEgASgJEgsKA2tleRgCIAEoCRIRCglwYXJ0aXRpb24YAyABKAUSDQoFdmFsdWUYBCABKAwSOQoHaGVhZGVycxgFIAMoCzIoLmRlcG9zaXRhamEudjEuT3V0Ym94UmVjb3JkLkhlYWRlcnNFbnRyeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AWIGcHJvdG8z", [file_depositaja_v1_tables, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXBvc2l0YWphL3YxL3J1bnRpbWUucHJvdG8SDWRlcG9zaXRhamEudjEi1wEKD0NoYW5nZWxvZ1JlY29yZBINCgNyb3cYASABKAxIABIsCgViYXRjaBgCIAEoCzIbLmRlcG9zaXRhamEudjEuQXBwbGllZEJhdGNoSAASPAoHdGhyb3VnaBgDIAMoCzIrLmRlcG9zaXRhamEudjEuQ2hhbmdlbG9nUmVjb3JkLlRocm91Z2hFbnRyeRIPCgd2ZXJzaW9uGAQgASgDGi4KDFRocm91Z2hFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBQggKBmNoYW5nZSJnCgxBcHBsaWVkQmF0Y2gSKwoGZXZlbnRzGAEgAygLMhsuZGVwb3NpdGFqYS52MS5BcHBsaWVkRXZlbnQSKgoGdGltZXJzGAIgAygLMhouZGVwb3NpdGFqYS52MS5UaW1lckNoYW5nZSJgCgtUaW1lckNoYW5nZRIRCgl3YWxsZXRfaWQYASABKAkSEAoIdGltZXJfaWQYAiABKAkSLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl8KClRpbWVyRmlyZWQSEQoJd2FsbGV0X2lkGAEgASgJEhAKCHRpbWVyX2lkGAIgASgJEiwKCGR1ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK9AgoKRGVhZExldHRlchINCgV2YWx1ZRgBIAEoDBILCgNrZXkYAiABKAkSNwoHaGVhZGVycxgDIAMoCzImLmRlcG9zaXRhamEudjEuRGVhZExldHRlci5IZWFkZXJzRW50cnkSFAoMc291cmNlX3RvcGljGAQgASgJEhgKEHNvdXJjZV9wYXJ0aXRpb24YBSABKAUSFQoNc291cmNlX29mZnNldBgGIAEoAxIvCgtzb3VyY2VfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFZ3JvdXAYCCABKAkSEwoLcmVhc29uX2NvZGUYCSABKAkSDgoGcmVhc29uGAogASgJGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIj0KDU91dGJveFJlY29yZHMSLAoHcmVjb3JkcxgBIAMoCzIbLmRlcG9zaXRhamEudjEuT3V0Ym94UmVjb3JkIrcBCgxPdXRib3hSZWNvcmQSDQoFdG9waWMYASABKAkSCwoDa2V5GAIgASgJEhEKCXBhcnRpdGlvbhgDIAEoBRINCgV2YWx1ZRgEIAEoDBI5CgdoZWFkZXJzGAUgAygLMiguZGVwb3NpdGFqYS52MS5PdXRib3hSZWNvcmQuSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_depositaja_v1_tables, file_google_protobuf_timestamp]);
 
 /**
  * One record of a group's changelog topic `<group>-table` (compacted). Each batch a
@@ -91,6 +91,13 @@ export type AppliedBatch = Message<"depositaja.v1.AppliedBatch"> & {
    * @generated from field: repeated depositaja.v1.AppliedEvent events = 1;
    */
   events: AppliedEvent[];
+
+  /**
+   * The timers the batch's decisions set or cleared, in order (see TimerFired).
+   *
+   * @generated from field: repeated depositaja.v1.TimerChange timers = 2;
+   */
+  timers: TimerChange[];
 };
 
 /**
@@ -99,6 +106,73 @@ export type AppliedBatch = Message<"depositaja.v1.AppliedBatch"> & {
  */
 export const AppliedBatchSchema: GenMessage<AppliedBatch> = /*@__PURE__*/
   messageDesc(file_depositaja_v1_runtime, 1);
+
+/**
+ * A timer an actor set (due_time present) or that was cleared (absent: it fired, or
+ * the actor cancelled it), for one wallet. A restoring instance replays these in
+ * order into its index of pending timers, so a timer survives crashes and moves.
+ *
+ * @generated from message depositaja.v1.TimerChange
+ */
+export type TimerChange = Message<"depositaja.v1.TimerChange"> & {
+  /**
+   * @generated from field: string wallet_id = 1;
+   */
+  walletId: string;
+
+  /**
+   * Unique per wallet among its pending timers; the actor names it.
+   *
+   * @generated from field: string timer_id = 2;
+   */
+  timerId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp due_time = 3;
+   */
+  dueTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message depositaja.v1.TimerChange.
+ * Use `create(TimerChangeSchema)` to create a new message.
+ */
+export const TimerChangeSchema: GenMessage<TimerChange> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_runtime, 2);
+
+/**
+ * A due timer, on the group's topic `<group>-timers` (key: the wallet id): the
+ * processor holding the wallet's partition produces it once the timer is due, and the
+ * group reads it back as an ordinary input, so a firing is decided and committed like
+ * any event: once, with what it emits. A firing of a timer that is no longer pending
+ * (it fired already, or was cleared or set anew) is skipped. Event id: the timer id
+ * and its due time, so a timer set again fires again.
+ *
+ * @generated from message depositaja.v1.TimerFired
+ */
+export type TimerFired = Message<"depositaja.v1.TimerFired"> & {
+  /**
+   * @generated from field: string wallet_id = 1;
+   */
+  walletId: string;
+
+  /**
+   * @generated from field: string timer_id = 2;
+   */
+  timerId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp due_time = 3;
+   */
+  dueTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message depositaja.v1.TimerFired.
+ * Use `create(TimerFiredSchema)` to create a new message.
+ */
+export const TimerFiredSchema: GenMessage<TimerFired> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_runtime, 3);
 
 /**
  * A record a group could not process, on `<topic>.dlq`, in the partition it came
@@ -176,7 +250,7 @@ export type DeadLetter = Message<"depositaja.v1.DeadLetter"> & {
  * Use `create(DeadLetterSchema)` to create a new message.
  */
 export const DeadLetterSchema: GenMessage<DeadLetter> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_runtime, 2);
+  messageDesc(file_depositaja_v1_runtime, 4);
 
 /**
  * Not on any topic: how a Kafka processor keeps, in its state.db, the records a
@@ -196,7 +270,7 @@ export type OutboxRecords = Message<"depositaja.v1.OutboxRecords"> & {
  * Use `create(OutboxRecordsSchema)` to create a new message.
  */
 export const OutboxRecordsSchema: GenMessage<OutboxRecords> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_runtime, 3);
+  messageDesc(file_depositaja_v1_runtime, 5);
 
 /**
  * @generated from message depositaja.v1.OutboxRecord
@@ -233,5 +307,5 @@ export type OutboxRecord = Message<"depositaja.v1.OutboxRecord"> & {
  * Use `create(OutboxRecordSchema)` to create a new message.
  */
 export const OutboxRecordSchema: GenMessage<OutboxRecord> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_runtime, 4);
+  messageDesc(file_depositaja_v1_runtime, 6);
 
