@@ -15,6 +15,12 @@ export interface Config {
   balanceMaxMinor: bigint;
   /** Inclusive maximum of a wallet's credit limit, minor units. */
   creditLimitMaxMinor: bigint;
+  /** Inclusive maximum of one transfer, minor units (default: the deposit maximum). */
+  transferAmountMaxMinor: bigint;
+  /** A transfer still pending this long after its source held the amount is cancelled. */
+  transferTimeoutMs: number;
+  /** Wallets one user may open, at most. */
+  userWalletsMax: number;
   threshold: ThresholdConfig;
   /** How often an embedded-log consumer looks for records written by other processes. */
   embeddedPollMs: number;
@@ -89,6 +95,9 @@ export function loadConfig(env: Env = process.env): Config {
     depositAmountMaxMinor: amount(env, "DEPOSIT_AMOUNT_MAX", "1000000000"),
     balanceMaxMinor: amount(env, "BALANCE_MAX", "1000000000000000"),
     creditLimitMaxMinor: 0n,
+    transferAmountMaxMinor: 0n,
+    transferTimeoutMs: integer(env, "TRANSFER_TIMEOUT_SECONDS", 30, 1, 86400) * 1000,
+    userWalletsMax: integer(env, "USER_WALLETS_MAX", 100, 1, 1000),
     threshold: {
       amountMinor: amount(env, "THRESHOLD_AMOUNT", "10000"),
       windowMs: integer(env, "THRESHOLD_WINDOW_SECONDS", 120, 1, 31 * 86400) * 1000,
@@ -109,6 +118,8 @@ export function loadConfig(env: Env = process.env): Config {
   // 0 turns credit off.
   config.creditLimitMaxMinor = env.CREDIT_LIMIT_MAX ? creditLimit(env.CREDIT_LIMIT_MAX) : creditDefault;
   if (config.creditLimitMaxMinor > config.balanceMaxMinor) throw new Error("CREDIT_LIMIT_MAX must not exceed BALANCE_MAX");
+  config.transferAmountMaxMinor = env.TRANSFER_AMOUNT_MAX ? amount(env, "TRANSFER_AMOUNT_MAX", "") : config.depositAmountMaxMinor;
+  if (config.transferAmountMaxMinor > config.balanceMaxMinor) throw new Error("TRANSFER_AMOUNT_MAX must not exceed BALANCE_MAX");
   // A window holds at most THRESHOLD_ENTRIES_MAX deposits plus the new one; its sum is
   // carried as int64 in flag events.
   if (BigInt(config.threshold.entriesMax + 1) * config.depositAmountMaxMinor > INT64_MAX) {

@@ -33,3 +33,13 @@ test("CREDIT_LIMIT_MAX defaults to DEPOSIT_AMOUNT_MAX, may be 0 (no credit), and
   expect(() => loadConfig({ CREDIT_LIMIT_MAX: "20", BALANCE_MAX: "10", DEPOSIT_AMOUNT_MAX: "10" })).toThrow(/CREDIT_LIMIT_MAX must not exceed BALANCE_MAX/);
   expect(() => loadConfig({ CREDIT_LIMIT_MAX: "-1" })).toThrow(/CREDIT_LIMIT_MAX/);
 });
+
+test("transfers: TRANSFER_AMOUNT_MAX defaults to DEPOSIT_AMOUNT_MAX, TRANSFER_TIMEOUT_SECONDS to 30; users: USER_WALLETS_MAX to 100", () => {
+  const c = loadConfig({ DEPOSIT_AMOUNT_MAX: "500" });
+  expect({ max: c.transferAmountMaxMinor, timeoutMs: c.transferTimeoutMs, wallets: c.userWalletsMax }).toEqual({ max: 50_000n, timeoutMs: 30_000, wallets: 100 });
+  expect(loadConfig({ TRANSFER_AMOUNT_MAX: "750.25", TRANSFER_TIMEOUT_SECONDS: "2", USER_WALLETS_MAX: "3" })).toMatchObject({ transferAmountMaxMinor: 75_025n, transferTimeoutMs: 2_000, userWalletsMax: 3 });
+  expect(() => loadConfig({ TRANSFER_AMOUNT_MAX: "20", BALANCE_MAX: "10", DEPOSIT_AMOUNT_MAX: "10" })).toThrow(/TRANSFER_AMOUNT_MAX must not exceed BALANCE_MAX/);
+  expect(() => loadConfig({ TRANSFER_AMOUNT_MAX: "0" })).toThrow(/TRANSFER_AMOUNT_MAX/);
+  expect(() => loadConfig({ TRANSFER_TIMEOUT_SECONDS: "0" })).toThrow(/TRANSFER_TIMEOUT_SECONDS must be between 1 and 86400/);
+  expect(() => loadConfig({ USER_WALLETS_MAX: "1001" })).toThrow(/USER_WALLETS_MAX must be between 1 and 1000/);
+});

@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { walletActor, type LedgerEntry, type OperationRecord, type WalletInput, type WalletState } from "../../actors/wallet.js";
+import { TRANSFER_SCOPE, walletActor, type OperationRecord, type WalletInput, type WalletOutput, type WalletState } from "../../actors/wallet.js";
 import { OperationRecordSchema } from "../gen/depositaja/v1/ledger_pb.js";
 import { BalanceTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
 import { decoding, toMs } from "../runtime/codec.js";
@@ -10,6 +10,8 @@ import { commands } from "../topics/commands.js";
 import { deposits } from "../topics/deposits.js";
 import { flags } from "../topics/flags.js";
 import { ledger, operationKindFromPb, operationKindToPb } from "../topics/ledger.js";
+import { transfers } from "../topics/transfers.js";
+import { userWallets } from "../topics/user-wallets.js";
 import { optionalMs, optionalTimestamp } from "./time.js";
 
 const tableCodec: Codec<WalletState> = {
@@ -29,6 +31,13 @@ const tableCodec: Codec<WalletState> = {
       rejectedOperationCount: BigInt(s.rejectedOperationCount),
       entryCount: BigInt(s.entryCount),
       lastRecordedTime: optionalTimestamp(s.lastRecordedMs === 0 ? null : s.lastRecordedMs),
+      transferOutCount: BigInt(s.transferOutCount),
+      transferInCount: BigInt(s.transferInCount),
+      pendingTransferCount: BigInt(s.pendingTransferCount),
+      opened: s.opened,
+      userId: s.userId,
+      initialAmountMinor: s.initialAmountMinor,
+      openedTime: optionalTimestamp(s.openedMs),
     })),
   decode: (bytes) =>
     decoding(() => {
@@ -48,6 +57,13 @@ const tableCodec: Codec<WalletState> = {
         lastRejectionCode: m.lastRejectionCode,
         entryCount: Number(m.entryCount),
         lastRecordedMs: optionalMs(m.lastRecordedTime) ?? 0,
+        transferOutCount: Number(m.transferOutCount),
+        transferInCount: Number(m.transferInCount),
+        pendingTransferCount: Number(m.pendingTransferCount),
+        opened: m.opened,
+        userId: m.userId,
+        initialAmountMinor: m.initialAmountMinor,
+        openedMs: optionalMs(m.openedTime),
       };
     }),
 };
@@ -67,6 +83,10 @@ export const operationRecordCodec: Codec<OperationRecord> = {
       entryId: BigInt(r.entryId),
       balanceAfterMinor: r.balanceAfterMinor,
       reversalOf: r.reversalOf,
+      operationId: r.operationId,
+      counterpartyWalletId: r.counterpartyWalletId,
+      pending: r.pending,
+      expiresTime: optionalTimestamp(r.expiresMs),
     })),
   decode: (bytes) =>
     decoding(() => {
@@ -83,6 +103,10 @@ export const operationRecordCodec: Codec<OperationRecord> = {
         entryId: Number(m.entryId),
         balanceAfterMinor: m.balanceAfterMinor,
         reversalOf: m.reversalOf,
+        operationId: m.operationId,
+        counterpartyWalletId: m.counterpartyWalletId,
+        pending: m.pending,
+        expiresMs: optionalMs(m.expiresTime),
       };
     }),
 };
@@ -90,13 +114,16 @@ export const operationRecordCodec: Codec<OperationRecord> = {
 /**
  * The wallet ledger (the seed's collector, grown): decides every operation of a
  * wallet and keeps its balance, credit limit and flag. It reads the API's commands,
- * deposits from trusted producers, and flags (a flagged wallet sends no money out).
- * Each decision is kept with its operation id (the dedupe and the audit trail in one
- * row), and each change of the balance is an entry published on `ledger`.
+ * deposits from trusted producers, flags (a flagged wallet sends no money out), and
+ * the steps of transfers, which it also emits (a transfer is a saga between two
+ * wallets' actors, usually on two partitions). Each decision is kept with its
+ * operation id (the dedupe and the audit trail in one row), and each change of the
+ * balance is an entry published on `ledger`. Openings for a user are re-keyed by user
+ * onto `user-wallets`. Its timers expire pending transfers.
  */
-export const balance = defineGroup<WalletState, WalletInput, LedgerEntry, OperationRecord>({
+export const balance = defineGroup<WalletState, WalletInput, WalletOutput, OperationRecord>({
   name: "balance",
-  description: "the wallet ledger (collector): decides deposits, withdrawals, credit limits and reversals",
+  description: "the wallet ledger (collector): decides deposits, withdrawals, credit limits, reversals, transfers and openings",
   aliases: ["collector", "wallet"],
   inputs: [
     on(commands, (command): WalletInput => ({ type: "command", source: "commands", command })),
@@ -107,6 +134,8 @@ export const balance = defineGroup<WalletState, WalletInput, LedgerEntry, Operat
     })),
     // Flag event ids are not operation ids: kept apart, so no client key can clash.
     on(flags, (change): WalletInput => ({ type: "flag", change }), { scope: "flags" }),
+    // Step ids are derived from transfers, not client keys: kept apart as well.
+    on(transfers, (step): WalletInput => ({ type: "transfer", step }), { scope: TRANSFER_SCOPE }),
   ],
   table: { schema: BalanceTableValueSchema, codec: tableCodec },
   records: {
@@ -114,9 +143,25 @@ export const balance = defineGroup<WalletState, WalletInput, LedgerEntry, Operat
     schema: OperationRecordSchema,
     entry: (r) => (r.entryId === 0 ? undefined : { seq: r.entryId, recordedMs: r.decidedMs }),
   },
-  emits: [ledger],
+  emits: [ledger, transfers, userWallets],
   view: true,
   actor: (config) =>
-    walletActor({ amountMaxMinor: config.depositAmountMaxMinor, balanceMaxMinor: config.balanceMaxMinor, creditLimitMaxMinor: config.creditLimitMaxMinor }),
-  emit: (entry) => to(ledger, entry),
+    walletActor({
+      amountMaxMinor: config.depositAmountMaxMinor,
+      balanceMaxMinor: config.balanceMaxMinor,
+      creditLimitMaxMinor: config.creditLimitMaxMinor,
+      transferAmountMaxMinor: config.transferAmountMaxMinor,
+      transferTimeoutMs: config.transferTimeoutMs,
+    }),
+  emit: (out) => {
+    switch (out.type) {
+      case "entry":
+        return to(ledger, out.entry);
+      case "step":
+        return to(transfers, out.step);
+      case "opened":
+        return to(userWallets, out.opened);
+    }
+  },
+  onTimer: (fired): WalletInput => ({ type: "timer", fired }),
 });

@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { WalletCommand } from "../../actors/wallet.js";
-import { WalletCommandSchema } from "../gen/depositaja/v1/ledger_pb.js";
+import { OPEN_OPERATION_ID, type WalletCommand } from "../../actors/wallet.js";
+import { OpenWalletSchema, TransferCommandSchema, WalletCommandSchema } from "../gen/depositaja/v1/ledger_pb.js";
 import { checkId, decoding, DecodeError, DERIVED_EVENT_ID_LENGTH_MAX, EVENT_ID_LENGTH_MAX, toMs, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
 import { defineTopic } from "../runtime/topic.js";
 
@@ -27,6 +27,10 @@ export function commandFingerprint(c: WalletCommand): string {
       return `credit_limit credit_limit_minor=${c.creditLimitMinor}`;
     case "reversal":
       return `reversal of=${c.reversalOf}`;
+    case "transfer":
+      return `transfer to=${c.toWalletId} amount_minor=${c.amountMinor}`;
+    case "open":
+      return `open user_id=${c.userId} initial_amount_minor=${c.initialAmountMinor}`;
   }
 }
 
@@ -40,6 +44,10 @@ function encodeCommand(c: WalletCommand) {
       return { case: "creditLimitMinor" as const, value: c.creditLimitMinor };
     case "reversal":
       return { case: "reversalOf" as const, value: c.reversalOf };
+    case "transfer":
+      return { case: "transfer" as const, value: create(TransferCommandSchema, { toWalletId: c.toWalletId, amountMinor: c.amountMinor }) };
+    case "open":
+      return { case: "open" as const, value: create(OpenWalletSchema, { userId: c.userId, initialAmountMinor: c.initialAmountMinor }) };
   }
 }
 
@@ -80,6 +88,10 @@ export const commands = defineTopic<WalletCommand>({
         if (c.case !== "reversalOf" && common.operationId.startsWith(REVERSAL_ID_PREFIX)) {
           throw new DecodeError("operation_id_reserved", `operation ids starting with "${REVERSAL_ID_PREFIX}" are reserved for reversals`);
         }
+        // One opening per wallet, under one id; no other operation may take it.
+        if ((c.case === "open") !== (common.operationId === OPEN_OPERATION_ID)) {
+          throw new DecodeError("operation_id_reserved", `the operation id "${OPEN_OPERATION_ID}" is an opening's, and only an opening's`);
+        }
         switch (c.case) {
           case "depositMinor":
             return { ...common, kind: "deposit", amountMinor: c.value };
@@ -94,8 +106,13 @@ export const commands = defineTopic<WalletCommand>({
               throw new DecodeError("reversal_id_must_be_derived", `a reversal's operation_id must be "${reversalId(c.value)}"`);
             }
             return { ...common, kind: "reversal", reversalOf: c.value };
+          case "transfer":
+            return { ...common, kind: "transfer", toWalletId: checkId(c.value.toWalletId, "to_wallet_id", WALLET_ID_LENGTH_MAX), amountMinor: c.value.amountMinor };
+          case "open":
+            if (c.value.userId !== "") checkId(c.value.userId, "user_id", WALLET_ID_LENGTH_MAX);
+            return { ...common, kind: "open", userId: c.value.userId, initialAmountMinor: c.value.initialAmountMinor };
           default:
-            throw new DecodeError("command_is_required", "a command must be a deposit, withdrawal, credit limit or reversal");
+            throw new DecodeError("command_is_required", "a command must be a deposit, withdrawal, credit limit, reversal, transfer or opening");
         }
       }),
   },

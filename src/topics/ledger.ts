@@ -10,6 +10,10 @@ const kindToPb: Record<OperationKind, OperationKindPb> = {
   withdrawal: OperationKindPb.WITHDRAWAL,
   credit_limit: OperationKindPb.CREDIT_LIMIT,
   reversal: OperationKindPb.REVERSAL,
+  transfer: OperationKindPb.TRANSFER,
+  transfer_out: OperationKindPb.TRANSFER_OUT,
+  transfer_in: OperationKindPb.TRANSFER_IN,
+  open: OperationKindPb.OPEN,
 };
 
 export const operationKindToPb = (kind: OperationKind) => kindToPb[kind];
@@ -40,6 +44,7 @@ export const ledger = defineTopic<LedgerEntry>({
         eventTime: timestampFromMs(e.eventTimeMs),
         recordedTime: timestampFromMs(e.recordedMs),
         description: e.description,
+        counterpartyWalletId: e.counterpartyWalletId,
       })),
     decode: (bytes) =>
       decoding(() => {
@@ -54,6 +59,7 @@ export const ledger = defineTopic<LedgerEntry>({
           eventTimeMs: toMs(m.eventTime, "event_time"),
           recordedMs: toMs(m.recordedTime, "recorded_time"),
           description: m.description,
+          counterpartyWalletId: m.counterpartyWalletId,
         };
       }),
   },

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Actor } from "../../actors/types.js";
 import { DeadLetterSchema } from "../../src/gen/depositaja/v1/runtime_pb.js";
-import { balance, flagger, GROUPS, threshold } from "../../src/groups/index.js";
+import { balance, flagger, GROUPS, threshold, users } from "../../src/groups/index.js";
 import { topicCatalog } from "../../src/runtime/catalog.js";
 import { AssertionError } from "../../src/runtime/errors.js";
 import { defineGroup, on, selectGroups, to, topicSpecs, validateGroups, type GroupSpec } from "../../src/runtime/group.js";
@@ -80,18 +80,24 @@ describe("validateGroups", () => {
 });
 
 describe("what is derived from the list of groups", () => {
-  test("topic specs: inputs, emits, their dead letters, and a compacted changelog per group", () => {
+  test("topic specs: inputs (a group's own timer topic among them), emits, their dead letters, and a compacted changelog per group", () => {
     const specs = topicSpecs(GROUPS, 12);
     expect(specs.map((s) => s.name).sort()).toEqual(
-      ["balance-table", "commands", "commands.dlq", "deposits", "deposits.dlq", "flagger-table", "flags", "flags.dlq", "ledger", "threshold-table"].sort(),
+      [
+        "balance-table", "balance-timers", "balance-timers.dlq", "commands", "commands.dlq", "deposits", "deposits.dlq", "flagger-table", "flags", "flags.dlq",
+        "ledger", "threshold-table", "transfers", "transfers.dlq", "user-wallets", "user-wallets.dlq", "users-table",
+      ].sort(),
     );
-    expect(specs.filter((s) => s.compacted).map((s) => s.name).sort()).toEqual(["balance-table", "flagger-table", "threshold-table"]);
+    // Each name once, though `transfers` is both read and emitted by the balance group.
+    expect(new Set(specs.map((s) => s.name)).size).toBe(specs.length);
+    expect(specs.filter((s) => s.compacted).map((s) => s.name).sort()).toEqual(["balance-table", "flagger-table", "threshold-table", "users-table"]);
     expect(specs.every((s) => s.partitions === 12)).toBe(true);
   });
 
   test("processor flags: names and aliases, all groups when none is named", () => {
     expect(selectGroups(GROUPS, ["collector"])).toEqual([balance]);
     expect(selectGroups(GROUPS, ["detector", "flagger"])).toEqual([threshold, flagger]);
+    expect(selectGroups(GROUPS, ["users", "wallet"])).toEqual([balance, users]);
     expect(selectGroups(GROUPS, [])).toEqual([...GROUPS]);
   });
 

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file depositaja/v1/ledger.proto.
  */
 export const file_depositaja_v1_ledger: GenFile = /*@__PURE__*/
-  fileDesc("ChpkZXBvc2l0YWphL3YxL2xlZGdlci5wcm90bxINZGVwb3NpdGFqYS52MSKFAgoNV2FsbGV0Q29tbWFuZBIUCgxvcGVyYXRpb25faWQYASABKAkSEQoJd2FsbGV0X2lkGAIgASgJEi4KCmV2ZW50X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAQgASgJEhEKCXJlZmVyZW5jZRgFIAEoCRIXCg1kZXBvc2l0X21pbm9yGAogASgDSAASGgoQd2l0aGRyYXdhbF9taW5vchgLIAEoA0gAEhwKEmNyZWRpdF9saW1pdF9taW5vchgMIAEoA0gAEhUKC3JldmVyc2FsX29mGA0gASgJSABCCQoHY29tbWFuZCKfAgoLTGVkZ2VyRW50cnkSEQoJd2FsbGV0X2lkGAEgASgJEhAKCGVudHJ5X2lkGAIgASgEEhQKDG9wZXJhdGlvbl9pZBgDIAEoCRIqCgRraW5kGAQgASgOMhwuZGVwb3NpdGFqYS52MS5PcGVyYXRpb25LaW5kEhQKDGFtb3VudF9taW5vchgFIAEoAxIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAYgASgDEi4KCmV2ZW50X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXJlY29yZGVkX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAkgASgJIsUCCg9PcGVyYXRpb25SZWNvcmQSKgoEa2luZBgBIAEoDjIcLmRlcG9zaXRhamEudjEuT3BlcmF0aW9uS2luZBIUCgxhbW91bnRfbWlub3IYAiABKAMSDgoGcmVhc29uGAMgASgJEjAKDGNyZWF0ZWRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVjaWRlZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWZlcmVuY2UYByABKAkSEAoIcG9zaXRpb24YCCABKAkSEAoIZW50cnlfaWQYCSABKAQSGwoTYmFsYW5jZV9hZnRlcl9taW5vchgKIAEoAxITCgtyZXZlcnNhbF9vZhgLIAEoCSqoAQoNT3BlcmF0aW9uS2luZBIeChpPUEVSQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhoKFk9QRVJBVElPTl9LSU5EX0RFUE9TSVQQARIdChlPUEVSQVRJT05fS0lORF9XSVRIRFJBV0FMEAISHwobT1BFUkFUSU9OX0tJTkRfQ1JFRElUX0xJTUlUEAMSGwoXT1BFUkFUSU9OX0tJTkRfUkVWRVJTQUwQBGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpkZXBvc2l0YWphL3YxL2xlZGdlci5wcm90bxINZGVwb3NpdGFqYS52MSLkAgoNV2FsbGV0Q29tbWFuZBIUCgxvcGVyYXRpb25faWQYASABKAkSEQoJd2FsbGV0X2lkGAIgASgJEi4KCmV2ZW50X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAQgASgJEhEKCXJlZmVyZW5jZRgFIAEoCRIXCg1kZXBvc2l0X21pbm9yGAogASgDSAASGgoQd2l0aGRyYXdhbF9taW5vchgLIAEoA0gAEhwKEmNyZWRpdF9saW1pdF9taW5vchgMIAEoA0gAEhUKC3JldmVyc2FsX29mGA0gASgJSAASMgoIdHJhbnNmZXIYDiABKAsyHi5kZXBvc2l0YWphLnYxLlRyYW5zZmVyQ29tbWFuZEgAEikKBG9wZW4YDyABKAsyGS5kZXBvc2l0YWphLnYxLk9wZW5XYWxsZXRIAEIJCgdjb21tYW5kIj0KD1RyYW5zZmVyQ29tbWFuZBIUCgx0b193YWxsZXRfaWQYASABKAkSFAoMYW1vdW50X21pbm9yGAIgASgDIjsKCk9wZW5XYWxsZXQSDwoHdXNlcl9pZBgBIAEoCRIcChRpbml0aWFsX2Ftb3VudF9taW5vchgCIAEoAyLOAwoMVHJhbnNmZXJTdGVwEhMKC3RyYW5zZmVyX2lkGAEgASgJEhYKDmZyb21fd2FsbGV0X2lkGAIgASgJEhQKDHRvX3dhbGxldF9pZBgDIAEoCRIUCgxhbW91bnRfbWlub3IYBCABKAMSLgoKZXZlbnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLZGVzY3JpcHRpb24YBiABKAkSMAoMZXhwaXJlc190aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI6ChBjcmVkaXRfcmVxdWVzdGVkGAogASgLMh4uZGVwb3NpdGFqYS52MS5DcmVkaXRSZXF1ZXN0ZWRIABI2Cg5jcmVkaXRfYXBwbGllZBgLIAEoCzIcLmRlcG9zaXRhamEudjEuQ3JlZGl0QXBwbGllZEgAEjYKDmNyZWRpdF9yZWZ1c2VkGAwgASgLMhwuZGVwb3NpdGFqYS52MS5DcmVkaXRSZWZ1c2VkSAASOgoQY2FuY2VsX3JlcXVlc3RlZBgNIAEoCzIeLmRlcG9zaXRhamEudjEuQ2FuY2VsUmVxdWVzdGVkSABCBgoEc3RlcCIRCg9DcmVkaXRSZXF1ZXN0ZWQiIQoNQ3JlZGl0QXBwbGllZBIQCghlbnRyeV9pZBgBIAEoBCIfCg1DcmVkaXRSZWZ1c2VkEg4KBnJlYXNvbhgBIAEoCSIRCg9DYW5jZWxSZXF1ZXN0ZWQiYwoMV2FsbGV0T3BlbmVkEg8KB3VzZXJfaWQYASABKAkSEQoJd2FsbGV0X2lkGAIgASgJEi8KC29wZW5lZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK/AgoLTGVkZ2VyRW50cnkSEQoJd2FsbGV0X2lkGAEgASgJEhAKCGVudHJ5X2lkGAIgASgEEhQKDG9wZXJhdGlvbl9pZBgDIAEoCRIqCgRraW5kGAQgASgOMhwuZGVwb3NpdGFqYS52MS5PcGVyYXRpb25LaW5kEhQKDGFtb3VudF9taW5vchgFIAEoAxIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAYgASgDEi4KCmV2ZW50X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXJlY29yZGVkX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAkgASgJEh4KFmNvdW50ZXJwYXJ0eV93YWxsZXRfaWQYCiABKAkivgMKD09wZXJhdGlvblJlY29yZBIqCgRraW5kGAEgASgOMhwuZGVwb3NpdGFqYS52MS5PcGVyYXRpb25LaW5kEhQKDGFtb3VudF9taW5vchgCIAEoAxIOCgZyZWFzb24YAyABKAkSMAoMY3JlYXRlZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkZWNpZGVkX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAYgASgJEhEKCXJlZmVyZW5jZRgHIAEoCRIQCghwb3NpdGlvbhgIIAEoCRIQCghlbnRyeV9pZBgJIAEoBBIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAogASgDEhMKC3JldmVyc2FsX29mGAsgASgJEhQKDG9wZXJhdGlvbl9pZBgMIAEoCRIeChZjb3VudGVycGFydHlfd2FsbGV0X2lkGA0gASgJEg8KB3BlbmRpbmcYDiABKAgSMAoMZXhwaXJlc190aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqfAgoNT3BlcmF0aW9uS2luZBIeChpPUEVSQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhoKFk9QRVJBVElPTl9LSU5EX0RFUE9TSVQQARIdChlPUEVSQVRJT05fS0lORF9XSVRIRFJBV0FMEAISHwobT1BFUkFUSU9OX0tJTkRfQ1JFRElUX0xJTUlUEAMSGwoXT1BFUkFUSU9OX0tJTkRfUkVWRVJTQUwQBBIbChdPUEVSQVRJT05fS0lORF9UUkFOU0ZFUhAFEh8KG09QRVJBVElPTl9LSU5EX1RSQU5TRkVSX09VVBAGEh4KGk9QRVJBVElPTl9LSU5EX1RSQU5TRkVSX0lOEAcSFwoTT1BFUkFUSU9OX0tJTkRfT1BFThAIYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A command to one wallet, on topic `commands` (key: the wallet id). The API's write
@@ -104,6 +104,22 @@ export type WalletCommand = Message<"depositaja.v1.WalletCommand"> & {
      */
     value: string;
     case: "reversalOf";
+  } | {
+    /**
+     * Money to another wallet (see TransferStep for the saga that follows).
+     *
+     * @generated from field: depositaja.v1.TransferCommand transfer = 14;
+     */
+    value: TransferCommand;
+    case: "transfer";
+  } | {
+    /**
+     * Opens the wallet. Its operation id is always "open".
+     *
+     * @generated from field: depositaja.v1.OpenWallet open = 15;
+     */
+    value: OpenWallet;
+    case: "open";
   } | { case: undefined; value?: undefined };
 };
 
@@ -113,6 +129,269 @@ export type WalletCommand = Message<"depositaja.v1.WalletCommand"> & {
  */
 export const WalletCommandSchema: GenMessage<WalletCommand> = /*@__PURE__*/
   messageDesc(file_depositaja_v1_ledger, 0);
+
+/**
+ * @generated from message depositaja.v1.TransferCommand
+ */
+export type TransferCommand = Message<"depositaja.v1.TransferCommand"> & {
+  /**
+   * The destination, 1 to 128 characters, not the source.
+   *
+   * @generated from field: string to_wallet_id = 1;
+   */
+  toWalletId: string;
+
+  /**
+   * Positive, in minor units, at most the transfer maximum.
+   *
+   * @generated from field: int64 amount_minor = 2;
+   */
+  amountMinor: bigint;
+};
+
+/**
+ * Describes the message depositaja.v1.TransferCommand.
+ * Use `create(TransferCommandSchema)` to create a new message.
+ */
+export const TransferCommandSchema: GenMessage<TransferCommand> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 1);
+
+/**
+ * @generated from message depositaja.v1.OpenWallet
+ */
+export type OpenWallet = Message<"depositaja.v1.OpenWallet"> & {
+  /**
+   * The user the wallet belongs to; empty for none. 1 to 128 characters.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Deposited when the wallet opens (an entry of kind OPEN), minor units; 0 for none.
+   *
+   * @generated from field: int64 initial_amount_minor = 2;
+   */
+  initialAmountMinor: bigint;
+};
+
+/**
+ * Describes the message depositaja.v1.OpenWallet.
+ * Use `create(OpenWalletSchema)` to create a new message.
+ */
+export const OpenWalletSchema: GenMessage<OpenWallet> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 2);
+
+/**
+ * One step of a transfer between two wallets, on topic `transfers`, keyed by the
+ * wallet that must decide it. The saga, decided at the destination:
+ *   1. The source (the command's wallet) holds the amount and sends CreditRequested to
+ *      the destination.
+ *   2. The destination, the one decider, credits it and sends CreditApplied to the
+ *      source, or refuses it and sends CreditRefused with the reason
+ *      ("destination_not_found", "balance_would_exceed_max", "transfer_expired").
+ *   3. The source settles (its balance drops and the hold is released) or releases
+ *      the hold.
+ *   A destination refuses a credit request it decides past the transfer's deadline
+ *   ("transfer_expired"). A transfer still pending at its deadline makes the source
+ *   send CancelRequested: the destination refuses a credit it has not decided yet
+ *   (CreditRefused, "transfer_expired", and it refuses the request silently if it
+ *   comes later, say after it was dead-lettered and replayed) and ignores the cancel
+ *   otherwise. So exactly one of CreditApplied and CreditRefused reaches the source,
+ *   and a transfer is never both credited and voided.
+ * Each step is one decision of one wallet's actor, committed with the steps it sends,
+ * and deduplicated by its id: "<step>:<transfer>" at the source, and at the
+ * destination "<step>:" plus the source's id length, ":", the source and ":" and the
+ * transfer id (transfer ids are unique per source wallet only).
+ *
+ * @generated from message depositaja.v1.TransferStep
+ */
+export type TransferStep = Message<"depositaja.v1.TransferStep"> & {
+  /**
+   * The transfer's operation id, unique per source wallet.
+   *
+   * @generated from field: string transfer_id = 1;
+   */
+  transferId: string;
+
+  /**
+   * @generated from field: string from_wallet_id = 2;
+   */
+  fromWalletId: string;
+
+  /**
+   * @generated from field: string to_wallet_id = 3;
+   */
+  toWalletId: string;
+
+  /**
+   * Positive, in minor units.
+   *
+   * @generated from field: int64 amount_minor = 4;
+   */
+  amountMinor: bigint;
+
+  /**
+   * When the API accepted the transfer.
+   *
+   * @generated from field: google.protobuf.Timestamp event_time = 5;
+   */
+  eventTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string description = 6;
+   */
+  description: string;
+
+  /**
+   * The transfer's deadline: its event time (never later than the source's hold) plus
+   * the source's TRANSFER_TIMEOUT_SECONDS. A destination deciding a credit request at
+   * or after it, by its processor's clock, refuses it as "transfer_expired".
+   *
+   * @generated from field: google.protobuf.Timestamp expires_time = 7;
+   */
+  expiresTime?: Timestamp | undefined;
+
+  /**
+   * @generated from oneof depositaja.v1.TransferStep.step
+   */
+  step: {
+    /**
+     * To the destination (key: to_wallet_id).
+     *
+     * @generated from field: depositaja.v1.CreditRequested credit_requested = 10;
+     */
+    value: CreditRequested;
+    case: "creditRequested";
+  } | {
+    /**
+     * To the source (key: from_wallet_id).
+     *
+     * @generated from field: depositaja.v1.CreditApplied credit_applied = 11;
+     */
+    value: CreditApplied;
+    case: "creditApplied";
+  } | {
+    /**
+     * To the source (key: from_wallet_id).
+     *
+     * @generated from field: depositaja.v1.CreditRefused credit_refused = 12;
+     */
+    value: CreditRefused;
+    case: "creditRefused";
+  } | {
+    /**
+     * To the destination (key: to_wallet_id).
+     *
+     * @generated from field: depositaja.v1.CancelRequested cancel_requested = 13;
+     */
+    value: CancelRequested;
+    case: "cancelRequested";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message depositaja.v1.TransferStep.
+ * Use `create(TransferStepSchema)` to create a new message.
+ */
+export const TransferStepSchema: GenMessage<TransferStep> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 3);
+
+/**
+ * @generated from message depositaja.v1.CreditRequested
+ */
+export type CreditRequested = Message<"depositaja.v1.CreditRequested"> & {
+};
+
+/**
+ * Describes the message depositaja.v1.CreditRequested.
+ * Use `create(CreditRequestedSchema)` to create a new message.
+ */
+export const CreditRequestedSchema: GenMessage<CreditRequested> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 4);
+
+/**
+ * @generated from message depositaja.v1.CreditApplied
+ */
+export type CreditApplied = Message<"depositaja.v1.CreditApplied"> & {
+  /**
+   * The destination's ledger entry.
+   *
+   * @generated from field: uint64 entry_id = 1;
+   */
+  entryId: bigint;
+};
+
+/**
+ * Describes the message depositaja.v1.CreditApplied.
+ * Use `create(CreditAppliedSchema)` to create a new message.
+ */
+export const CreditAppliedSchema: GenMessage<CreditApplied> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 5);
+
+/**
+ * @generated from message depositaja.v1.CreditRefused
+ */
+export type CreditRefused = Message<"depositaja.v1.CreditRefused"> & {
+  /**
+   * Why, named after the rule: "destination_not_found", "balance_would_exceed_max",
+   * "transfer_expired".
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message depositaja.v1.CreditRefused.
+ * Use `create(CreditRefusedSchema)` to create a new message.
+ */
+export const CreditRefusedSchema: GenMessage<CreditRefused> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 6);
+
+/**
+ * @generated from message depositaja.v1.CancelRequested
+ */
+export type CancelRequested = Message<"depositaja.v1.CancelRequested"> & {
+};
+
+/**
+ * Describes the message depositaja.v1.CancelRequested.
+ * Use `create(CancelRequestedSchema)` to create a new message.
+ */
+export const CancelRequestedSchema: GenMessage<CancelRequested> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 7);
+
+/**
+ * A wallet opened for a user, on topic `user-wallets` (key: the user id): the balance
+ * group re-keys its openings by user, so that the users group (partitioned by user)
+ * keeps each user's list of wallets.
+ *
+ * @generated from message depositaja.v1.WalletOpened
+ */
+export type WalletOpened = Message<"depositaja.v1.WalletOpened"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string wallet_id = 2;
+   */
+  walletId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp opened_time = 3;
+   */
+  openedTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message depositaja.v1.WalletOpened.
+ * Use `create(WalletOpenedSchema)` to create a new message.
+ */
+export const WalletOpenedSchema: GenMessage<WalletOpened> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_ledger, 8);
 
 /**
  * A decided change to a wallet's balance, on topic `ledger` (key: the wallet id). The
@@ -185,6 +464,13 @@ export type LedgerEntry = Message<"depositaja.v1.LedgerEntry"> & {
    * @generated from field: string description = 9;
    */
   description: string;
+
+  /**
+   * Transfers (TRANSFER_OUT, TRANSFER_IN): the other wallet.
+   *
+   * @generated from field: string counterparty_wallet_id = 10;
+   */
+  counterpartyWalletId: string;
 };
 
 /**
@@ -192,7 +478,7 @@ export type LedgerEntry = Message<"depositaja.v1.LedgerEntry"> & {
  * Use `create(LedgerEntrySchema)` to create a new message.
  */
 export const LedgerEntrySchema: GenMessage<LedgerEntry> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_ledger, 1);
+  messageDesc(file_depositaja_v1_ledger, 9);
 
 /**
  * Not on a topic of its own: the decision on one operation, as the `balance` group keeps
@@ -267,6 +553,36 @@ export type OperationRecord = Message<"depositaja.v1.OperationRecord"> & {
    * @generated from field: string reversal_of = 11;
    */
   reversalOf: string;
+
+  /**
+   * The operation this record belongs to, when it is kept under another id: a
+   * transfer's steps (transfer_out at the source, transfer_in at the destination).
+   *
+   * @generated from field: string operation_id = 12;
+   */
+  operationId: string;
+
+  /**
+   * Transfers: the other wallet.
+   *
+   * @generated from field: string counterparty_wallet_id = 13;
+   */
+  counterpartyWalletId: string;
+
+  /**
+   * A transfer waiting for its destination's decision (its final status is the record
+   * of its outcome step).
+   *
+   * @generated from field: bool pending = 14;
+   */
+  pending: boolean;
+
+  /**
+   * Pending transfers: when the source cancels it if the destination has not decided.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_time = 15;
+   */
+  expiresTime?: Timestamp | undefined;
 };
 
 /**
@@ -274,7 +590,7 @@ export type OperationRecord = Message<"depositaja.v1.OperationRecord"> & {
  * Use `create(OperationRecordSchema)` to create a new message.
  */
 export const OperationRecordSchema: GenMessage<OperationRecord> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_ledger, 2);
+  messageDesc(file_depositaja_v1_ledger, 10);
 
 /**
  * What an operation does to a wallet.
@@ -314,6 +630,34 @@ export enum OperationKind {
    * @generated from enum value: OPERATION_KIND_REVERSAL = 4;
    */
   REVERSAL = 4,
+
+  /**
+   * Money to another wallet (the source's operation): held, then settled or released.
+   *
+   * @generated from enum value: OPERATION_KIND_TRANSFER = 5;
+   */
+  TRANSFER = 5,
+
+  /**
+   * A transfer's debit at the source, written when the destination credited it.
+   *
+   * @generated from enum value: OPERATION_KIND_TRANSFER_OUT = 6;
+   */
+  TRANSFER_OUT = 6,
+
+  /**
+   * A transfer's credit at the destination.
+   *
+   * @generated from enum value: OPERATION_KIND_TRANSFER_IN = 7;
+   */
+  TRANSFER_IN = 7,
+
+  /**
+   * POST /wallets: the wallet opened, for a user, with an initial amount.
+   *
+   * @generated from enum value: OPERATION_KIND_OPEN = 8;
+   */
+  OPEN = 8,
 }
 
 /**

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file depositaja/v1/tables.proto.
  */
 export const file_depositaja_v1_tables: GenFile = /*@__PURE__*/
-  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSKoAwoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCRISCgpoZWxkX21pbm9yGAcgASgDEhoKEmNyZWRpdF9saW1pdF9taW5vchgIIAEoAxIPCgdmbGFnZ2VkGAkgASgIEhgKEHdpdGhkcmF3YWxfY291bnQYCiABKAQSFgoOcmV2ZXJzYWxfY291bnQYCyABKAQSIAoYcmVqZWN0ZWRfb3BlcmF0aW9uX2NvdW50GAwgASgEEhMKC2VudHJ5X2NvdW50GA0gASgEEjYKEmxhc3RfcmVjb3JkZWRfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi1QEKE1RocmVzaG9sZFRhYmxlVmFsdWUSFgoOZW50cnlfdGltZXNfbXMYBSADKAMSGwoTZW50cnlfYW1vdW50c19taW5vchgGIAMoAxI1ChFuZXdlc3RfZXZlbnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRZmlyc3RfYnJlYWNoX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV2aWN0ZWRfY291bnQYBCABKARKBAgBEAIimAEKEUZsYWdnZXJUYWJsZVZhbHVlEg8KB2ZsYWdnZWQYASABKAgSKQoGcmVhc29uGAIgASgOMhkuZGVwb3NpdGFqYS52MS5GbGFnUmVhc29uEjAKDGNoYW5nZWRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbGFzdF9ldmVudF9pZBgEIAEoCSJpCgxBcHBsaWVkRXZlbnQSEQoJd2FsbGV0X2lkGAEgASgJEhAKCGV2ZW50X2lkGAIgASgJEhMKC2ZpbmdlcnByaW50GAMgASgJEg8KB291dGNvbWUYBCABKAkSDgoGZGV0YWlsGAUgASgMYgZwcm90bzM", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
+  fileDesc("ChpkZXBvc2l0YWphL3YxL3RhYmxlcy5wcm90bxINZGVwb3NpdGFqYS52MSLvBAoRQmFsYW5jZVRhYmxlVmFsdWUSFQoNYmFsYW5jZV9taW5vchgBIAEoAxIVCg1kZXBvc2l0X2NvdW50GAIgASgEEhYKDnJlamVjdGVkX2NvdW50GAMgASgEEhcKD2xhc3RfZGVwb3NpdF9pZBgEIAEoCRI1ChFsYXN0X2RlcG9zaXRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9yZWplY3Rpb25fY29kZRgGIAEoCRISCgpoZWxkX21pbm9yGAcgASgDEhoKEmNyZWRpdF9saW1pdF9taW5vchgIIAEoAxIPCgdmbGFnZ2VkGAkgASgIEhgKEHdpdGhkcmF3YWxfY291bnQYCiABKAQSFgoOcmV2ZXJzYWxfY291bnQYCyABKAQSIAoYcmVqZWN0ZWRfb3BlcmF0aW9uX2NvdW50GAwgASgEEhMKC2VudHJ5X2NvdW50GA0gASgEEjYKEmxhc3RfcmVjb3JkZWRfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSdHJhbnNmZXJfb3V0X2NvdW50GA8gASgEEhkKEXRyYW5zZmVyX2luX2NvdW50GBAgASgEEh4KFnBlbmRpbmdfdHJhbnNmZXJfY291bnQYESABKAQSDgoGb3BlbmVkGBIgASgIEg8KB3VzZXJfaWQYEyABKAkSHAoUaW5pdGlhbF9hbW91bnRfbWlub3IYFCABKAMSLwoLb3BlbmVkX3RpbWUYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjwKDlVzZXJUYWJsZVZhbHVlEioKB3dhbGxldHMYASADKAsyGS5kZXBvc2l0YWphLnYxLlVzZXJXYWxsZXQiUAoKVXNlcldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSLwoLb3BlbmVkX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItUBChNUaHJlc2hvbGRUYWJsZVZhbHVlEhYKDmVudHJ5X3RpbWVzX21zGAUgAygDEhsKE2VudHJ5X2Ftb3VudHNfbWlub3IYBiADKAMSNQoRbmV3ZXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWZpcnN0X2JyZWFjaF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1ldmljdGVkX2NvdW50GAQgASgESgQIARACIpgBChFGbGFnZ2VyVGFibGVWYWx1ZRIPCgdmbGFnZ2VkGAEgASgIEikKBnJlYXNvbhgCIAEoDjIZLmRlcG9zaXRhamEudjEuRmxhZ1JlYXNvbhIwCgxjaGFuZ2VkX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3RfZXZlbnRfaWQYBCABKAkiaQoMQXBwbGllZEV2ZW50EhEKCXdhbGxldF9pZBgBIAEoCRIQCghldmVudF9pZBgCIAEoCRITCgtmaW5nZXJwcmludBgDIAEoCRIPCgdvdXRjb21lGAQgASgJEg4KBmRldGFpbBgFIAEoDGIGcHJvdG8z", [file_depositaja_v1_events, file_google_protobuf_timestamp]);
 
 /**
  * The balance group's value for one wallet: the wallet ledger's state.
@@ -117,6 +117,50 @@ export type BalanceTableValue = Message<"depositaja.v1.BalanceTableValue"> & {
    * @generated from field: google.protobuf.Timestamp last_recorded_time = 14;
    */
   lastRecordedTime?: Timestamp | undefined;
+
+  /**
+   * Transfers: sent and settled, received (credited), and still waiting for their
+   * destination (each holding its amount in held_minor).
+   *
+   * @generated from field: uint64 transfer_out_count = 15;
+   */
+  transferOutCount: bigint;
+
+  /**
+   * @generated from field: uint64 transfer_in_count = 16;
+   */
+  transferInCount: bigint;
+
+  /**
+   * @generated from field: uint64 pending_transfer_count = 17;
+   */
+  pendingTransferCount: bigint;
+
+  /**
+   * Opened by POST /wallets (a wallet also comes into being on its first deposit).
+   *
+   * @generated from field: bool opened = 18;
+   */
+  opened: boolean;
+
+  /**
+   * The user it was opened for, if any.
+   *
+   * @generated from field: string user_id = 19;
+   */
+  userId: string;
+
+  /**
+   * The opening's content, so that opening it again is the same operation or a conflict.
+   *
+   * @generated from field: int64 initial_amount_minor = 20;
+   */
+  initialAmountMinor: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp opened_time = 21;
+   */
+  openedTime?: Timestamp | undefined;
 };
 
 /**
@@ -125,6 +169,47 @@ export type BalanceTableValue = Message<"depositaja.v1.BalanceTableValue"> & {
  */
 export const BalanceTableValueSchema: GenMessage<BalanceTableValue> = /*@__PURE__*/
   messageDesc(file_depositaja_v1_tables, 0);
+
+/**
+ * The users group's value for one user: the wallets opened for them, oldest first.
+ *
+ * @generated from message depositaja.v1.UserTableValue
+ */
+export type UserTableValue = Message<"depositaja.v1.UserTableValue"> & {
+  /**
+   * @generated from field: repeated depositaja.v1.UserWallet wallets = 1;
+   */
+  wallets: UserWallet[];
+};
+
+/**
+ * Describes the message depositaja.v1.UserTableValue.
+ * Use `create(UserTableValueSchema)` to create a new message.
+ */
+export const UserTableValueSchema: GenMessage<UserTableValue> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_tables, 1);
+
+/**
+ * @generated from message depositaja.v1.UserWallet
+ */
+export type UserWallet = Message<"depositaja.v1.UserWallet"> & {
+  /**
+   * @generated from field: string wallet_id = 1;
+   */
+  walletId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp opened_time = 2;
+   */
+  openedTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message depositaja.v1.UserWallet.
+ * Use `create(UserWalletSchema)` to create a new message.
+ */
+export const UserWalletSchema: GenMessage<UserWallet> = /*@__PURE__*/
+  messageDesc(file_depositaja_v1_tables, 2);
 
 /**
  * The threshold (detector) group's value for one wallet.
@@ -176,7 +261,7 @@ export type ThresholdTableValue = Message<"depositaja.v1.ThresholdTableValue"> &
  * Use `create(ThresholdTableValueSchema)` to create a new message.
  */
 export const ThresholdTableValueSchema: GenMessage<ThresholdTableValue> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_tables, 1);
+  messageDesc(file_depositaja_v1_tables, 3);
 
 /**
  * The flagger group's value for one wallet.
@@ -214,7 +299,7 @@ export type FlaggerTableValue = Message<"depositaja.v1.FlaggerTableValue"> & {
  * Use `create(FlaggerTableValueSchema)` to create a new message.
  */
 export const FlaggerTableValueSchema: GenMessage<FlaggerTableValue> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_tables, 2);
+  messageDesc(file_depositaja_v1_tables, 4);
 
 /**
  * An event a group has applied to one wallet. Batches of them travel in the group's
@@ -264,5 +349,5 @@ export type AppliedEvent = Message<"depositaja.v1.AppliedEvent"> & {
  * Use `create(AppliedEventSchema)` to create a new message.
  */
 export const AppliedEventSchema: GenMessage<AppliedEvent> = /*@__PURE__*/
-  messageDesc(file_depositaja_v1_tables, 3);
+  messageDesc(file_depositaja_v1_tables, 5);
 
