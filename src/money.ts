@@ -91,14 +91,15 @@ export function formatMinor(minor: bigint): string {
 
 /**
  * Parses a credit limit: like an amount, but 0 (no credit) is allowed. Codes are the
- * amount's, named for the credit limit (credit_limit_has_too_many_decimals, ...).
+ * amount's, named for the field (credit_limit_has_too_many_decimals, ...); an initial
+ * amount is parsed the same way under its own name.
  */
-export function parseCreditLimit(value: unknown, maxMinor: bigint): AmountResult | { ok: false; code: string; message: string } {
+export function parseCreditLimit(value: unknown, maxMinor: bigint, field = "credit_limit"): AmountResult | { ok: false; code: string; message: string } {
   if (value === 0 || (typeof value === "string" && /^0+(\.0{1,2})?$/.test(value))) return { ok: true, minor: 0n };
   const parsed = parseAmount(value, maxMinor);
   if (parsed.ok) return parsed;
-  const code = parsed.code.replace(/^amount/, "credit_limit");
-  const message = code === "credit_limit_must_be_positive" ? "credit_limit must be 0 or more" : parsed.message.replace(/^amount/, "credit_limit");
+  const code = parsed.code.replace(/^amount/, field);
+  const message = code === `${field}_must_be_positive` ? `${field} must be 0 or more` : parsed.message.replace(/^amount/, field);
   return { ok: false, code, message };
 }
 

@@ -1,7 +1,8 @@
 import type { OperationRecord, WalletState } from "../actors/wallet.js";
 import type { FlagState } from "../actors/flagger.js";
 import type { Config } from "./config.js";
-import { balance, flagger } from "./groups/index.js";
+import type { UserState } from "../actors/users.js";
+import { balance, flagger, users } from "./groups/index.js";
 import { createApp, MAX_REQUEST_BODY_BYTES } from "./http/app.js";
 import { EmbeddedLog } from "./log/embedded.js";
 import { LogGuard } from "./log/guard.js";
@@ -29,6 +30,7 @@ export interface ServiceOptions {
 export interface Views {
   balances: TableReader<WalletState, OperationRecord>;
   flags: TableReader<FlagState>;
+  users: TableReader<UserState>;
 }
 
 /**
@@ -66,7 +68,7 @@ export class Service {
     const { views, close } = openViews(config, log);
     const guard = new LogGuard(log);
     const service = new Service(log, views, processors, close, guard);
-    for (const view of [views.balances, views.flags]) {
+    for (const view of [views.balances, views.flags, views.users]) {
       view.start();
       // As for processors: a view that cannot go on must not answer as if all were well.
       view.done.catch((error) => {
@@ -80,6 +82,8 @@ export class Service {
       ...views,
       depositAmountMaxMinor: config.depositAmountMaxMinor,
       creditLimitMaxMinor: config.creditLimitMaxMinor,
+      transferAmountMaxMinor: config.transferAmountMaxMinor,
+      userWalletsMax: config.userWalletsMax,
       checkAfterWaitMs: config.checkAfterWaitMs,
     });
     service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: MAX_REQUEST_BODY_BYTES });
@@ -100,7 +104,7 @@ export class Service {
     this.stopped ??= (async () => {
       await this.server?.stop(false);
       await this.processors?.stop();
-      if (this.views) await Promise.all([this.views.balances.stop(), this.views.flags.stop()]);
+      if (this.views) await Promise.all([this.views.balances.stop(), this.views.flags.stop(), this.views.users.stop()]);
       this.guard?.close();
       await this.log?.close();
       this.closeViews();
@@ -116,11 +120,11 @@ export class Service {
 function openViews(config: Config, log: Log): { views: Views; close(): void } {
   if (log instanceof EmbeddedLog) {
     const store = new StateStore(log.sqlite);
-    return { views: { balances: new LocalTable(balance, store), flags: new LocalTable(flagger, store) }, close: () => {} };
+    return { views: { balances: new LocalTable(balance, store), flags: new LocalTable(flagger, store), users: new LocalTable(users, store) }, close: () => {} };
   }
   const store = StateStore.open(config.dataDir, "views.db");
   const view = <S, R>(group: Group<S, unknown, unknown, R>) => new ChangelogView(group, log, store);
-  return { views: { balances: view(balance), flags: view(flagger) }, close: () => store.close() };
+  return { views: { balances: view(balance), flags: view(flagger), users: view(users) }, close: () => store.close() };
 }
 
 /** Stops the service on SIGTERM or SIGINT, then exits. */

@@ -3,18 +3,20 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodType } from "zod";
 import type { FlagState } from "../../actors/flagger.js";
-import { available, initialWallet, type OperationRecord, type WalletCommand, type WalletState } from "../../actors/wallet.js";
+import type { UserState } from "../../actors/users.js";
+import { available, initialWallet, OPEN_OPERATION_ID, TRANSFER_SCOPE, transferStepId, type OperationRecord, type WalletCommand, type WalletState } from "../../actors/wallet.js";
 import type { LogHealth } from "../log/guard.js";
 import type { RecordPosition } from "../log/log.js";
 import { formatMinor, isPlainDecimal, parseAmount, parseCreditLimit } from "../money.js";
 import { isRetryable } from "../runtime/errors.js";
 import type { Emitter } from "../runtime/emitter.js";
+import { scopedId } from "../runtime/group.js";
 import type { AppliedRecord, TableReader } from "../runtime/view.js";
 import { commandFingerprint, REVERSAL_ID_PREFIX, reversalId } from "../topics/commands.js";
 import { renderDocs } from "./docs.js";
 import { ApiError, errorResponse } from "./errors.js";
 import { RawNumber, stringify } from "./json.js";
-import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, PREFER_WAIT_SECONDS_MAX, routes } from "./routes.js";
+import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, OPEN_WAIT_SECONDS, PREFER_WAIT_SECONDS_MAX, routes } from "./routes.js";
 
 /** Requests larger than this are refused, before they are read when their length is declared. */
 export const BODY_BYTES_MAX = 16 * 1024;
@@ -40,6 +42,12 @@ export interface AppDeps {
   flags: TableReader<FlagState>;
   depositAmountMaxMinor: bigint;
   creditLimitMaxMinor?: bigint;
+  /** The most one transfer may move; the deposit maximum when absent. */
+  transferAmountMaxMinor?: bigint;
+  /** The users group's view (each user's wallets). Harnesses that serve no user routes leave it out: no user is then known. */
+  users?: TableReader<UserState>;
+  /** Wallets one user may open, at most. */
+  userWalletsMax?: number;
   /** How long GET /check waits for ?after=<position> before answering without it. */
   checkAfterWaitMs?: number;
   /** The clock that stamps accepted commands; tests pass their own. */
@@ -71,7 +79,8 @@ type Parts = { params: Record<string, string>; query: Record<string, string | un
 export function createApp(deps: AppDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   const nowMs = deps.nowMs ?? Date.now;
-  const spec = routes({ amountMaxMinor: deps.depositAmountMaxMinor, creditLimitMaxMinor: deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor });
+  const transferAmountMaxMinor = deps.transferAmountMaxMinor ?? deps.depositAmountMaxMinor;
+  const spec = routes({ amountMaxMinor: deps.depositAmountMaxMinor, creditLimitMaxMinor: deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor, transferAmountMaxMinor });
   const pending = new PendingWrites(PENDING_ENTRIES_MAX);
 
   app.onError((error, c) => {
@@ -85,6 +94,35 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   });
   app.notFound((c) => errorResponse(c, new ApiError(404, "route_not_found", `no route for ${c.req.method} ${c.req.path}`)));
 
+  /** A wallet as GET /wallets/{wallet_id} shows it. */
+  const walletBody = (walletId: string) => {
+    const state = deps.balances.get(walletId) ?? initialWallet();
+    const flag = deps.flags.get(walletId);
+    const asOfMs = Math.min(deps.balances.status().asOfMs, deps.flags.status().asOfMs);
+    const raw = (minor: bigint) => new RawNumber(formatMinor(minor));
+    return {
+      wallet_id: walletId,
+      balance: raw(state.balanceMinor),
+      available: raw(available(state)),
+      held: raw(state.heldMinor),
+      credit_limit: raw(state.creditLimitMinor),
+      above_threshold: flag?.flagged ?? false,
+      flag: flagBody(flag),
+      user_id: state.userId || null,
+      opened_at: state.openedMs === null ? null : new Date(state.openedMs).toISOString(),
+      deposit_count: state.depositCount,
+      withdrawal_count: state.withdrawalCount,
+      reversal_count: state.reversalCount,
+      transfer_out_count: state.transferOutCount,
+      transfer_in_count: state.transferInCount,
+      pending_transfer_count: state.pendingTransferCount,
+      rejected_count: state.rejectedOperationCount,
+      entry_count: state.entryCount,
+      as_of: new Date(asOfMs).toISOString(),
+      stale: Date.now() - asOfMs > VIEW_STALE_AFTER_MS,
+    };
+  };
+
   /** Registers a route for the document, and serves it with its declaration as the validator. */
   const paths: string[] = [];
   const endpoint = (route: RouteConfig, handler: (c: Context, parts: Parts) => Promise<Response> | Response) => {
@@ -94,25 +132,50 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     app.on(route.method.toUpperCase(), path, async (c) => handler(c, await validated(c, route)));
   };
 
-  const opBody = (walletId: string, operationId: string, applied: AppliedRecord<OperationRecord>) => operationBody(walletId, operationId, applied, deps.commands.topic.name);
+  /** A transfer's outcome at its source, once the destination's answer came back. */
+  const outcomeOf = (walletId: string, operationId: string, applied: AppliedRecord<OperationRecord>) =>
+    applied.record?.pending ? deps.balances.applied(walletId, scopedId({ scope: TRANSFER_SCOPE }, transferStepId({ step: "credit_applied", transferId: operationId, fromWalletId: walletId }))) : undefined;
+  const opBody = (walletId: string, operationId: string, applied: AppliedRecord<OperationRecord>) =>
+    operationBody(walletId, operationId, applied, deps.commands.topic.name, outcomeOf(walletId, operationId, applied));
+
+  /**
+   * A decision the client asked to wait for that is not final yet: a transfer the
+   * source has held, whose destination has not answered. Polled until it is, or until
+   * `deadline`; the source's view has the outcome once its actor has settled it.
+   */
+  const untilFinal = async (walletId: string, operationId: string, decided: AppliedRecord<OperationRecord>, deadline: number) => {
+    while (decided.record?.pending && !outcomeOf(walletId, operationId, decided) && Date.now() < deadline) await Bun.sleep(FINAL_POLL_MS);
+    return decided;
+  };
+
+  /** How a write answers once decided, and when it conflicts; a plain operation by default. */
+  interface WriteOptions {
+    answer?: (c: Context, decided: AppliedRecord<OperationRecord>, headers: Record<string, string> | undefined) => Response;
+    reused?: () => ApiError;
+    /** Wait this long for the decision whatever `Prefer` says (POST /wallets answers with the wallet). */
+    waitMs?: number;
+  }
 
   /**
    * A write: the command is validated, emitted and answered 202 pending, or, with
    * `Prefer: wait`, with its decision. An id seen before answers as that operation,
    * or 409 if its content differs.
    */
-  const write = async (c: Context, parts: Parts, command: WalletCommand, extra: (body: Record<string, unknown>) => Record<string, unknown> = (b) => b) => {
+  const write = async (c: Context, parts: Parts, command: WalletCommand, extra: (body: Record<string, unknown>) => Record<string, unknown> = (b) => b, options: WriteOptions = {}) => {
     const walletId = command.walletId;
     const key = `${walletId}\u0000${command.operationId}`;
     const fingerprint = commandFingerprint(command);
-    const reused = () =>
-      new ApiError(409, "idempotency_key_reused", `operation ${command.operationId} of wallet ${walletId} was sent before with other content (amount or kind); use a new Idempotency-Key or reference`);
-    const waitMs = preferWaitMs(parts.headers.prefer);
+    const reused = options.reused ?? (() =>
+      new ApiError(409, "idempotency_key_reused", `operation ${command.operationId} of wallet ${walletId} was sent before with other content (amount or kind); use a new Idempotency-Key or reference`));
+    const waitMs = options.waitMs ?? preferWaitMs(parts.headers.prefer);
+    const headers = options.waitMs === undefined ? waitHeaders(waitMs) : undefined;
+    const answer = options.answer ?? ((c, decided, headers) => exactJson(c, 200, extra(opBody(walletId, command.operationId, decided)), headers));
+    const deadline = Date.now() + (waitMs ?? 0);
     const applied = deps.balances.applied(walletId, command.operationId);
     if (applied) {
       if (applied.fingerprint !== fingerprint) throw reused();
       pending.delete(key);
-      return exactJson(c, 200, extra(opBody(walletId, command.operationId, applied)), waitHeaders(waitMs));
+      return answer(c, await untilFinal(walletId, command.operationId, applied, deadline), headers);
     }
     let held = pending.get(key);
     if (held && held.fingerprint !== fingerprint) throw reused();
@@ -133,8 +196,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
           description: command.description || undefined,
           reference: command.reference || undefined,
           reversal_of: command.kind === "reversal" ? command.reversalOf : undefined,
+          to_wallet_id: command.kind === "transfer" ? command.toWalletId : undefined,
         },
       };
+      if (command.kind === "transfer") held.body.amount = new RawNumber(formatMinor(command.amountMinor));
+      if (command.kind === "open") held.body.amount = new RawNumber(formatMinor(command.initialAmountMinor));
       pending.set(key, held);
     }
     if (waitMs !== undefined && (await deps.balances.waitFor(held.position, waitMs))) {
@@ -146,15 +212,16 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         throw reused();
       }
       pending.delete(key);
-      return exactJson(c, 200, extra(opBody(walletId, command.operationId, decided)), waitHeaders(waitMs));
+      return answer(c, await untilFinal(walletId, command.operationId, decided, deadline), headers);
     }
-    return exactJson(c, 202, extra(held.body), waitHeaders(waitMs));
+    return exactJson(c, 202, extra(held.body), headers);
   };
 
   /** The operation id of a write: Idempotency-Key, else the body's reference, else a UUIDv7. */
   const operationId = (parts: Parts) => {
     const id = parts.headers["idempotency-key"] ?? (parts.body.reference as string | undefined) ?? Bun.randomUUIDv7();
     if (id.startsWith(REVERSAL_ID_PREFIX)) throw new ApiError(400, "operation_id_reserved", `ids starting with "${REVERSAL_ID_PREFIX}" are reserved for reversals`);
+    if (id === OPEN_OPERATION_ID) throw new ApiError(400, "operation_id_reserved", `the id "${OPEN_OPERATION_ID}" is reserved for a wallet's opening`);
     return id;
   };
   const common = (parts: Parts) => ({ eventTimeMs: nowMs(), description: (parts.body.description as string | undefined) ?? "", reference: (parts.body.reference as string | undefined) ?? "" });
@@ -168,6 +235,57 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   endpoint(spec.withdraw, (c, parts) => {
     const amountMinor = money(parseAmount(parts.body.amount, deps.depositAmountMaxMinor));
     return write(c, parts, { kind: "withdrawal", operationId: operationId(parts), walletId: parts.body.wallet_id as string, amountMinor, ...common(parts) });
+  });
+
+  endpoint(spec.transfer, (c, parts) => {
+    const amountMinor = money(parseAmount(parts.body.amount, transferAmountMaxMinor));
+    const from = parts.body.from_wallet_id as string;
+    return write(c, parts, { kind: "transfer", operationId: operationId(parts), walletId: from, toWalletId: parts.body.to_wallet_id as string, amountMinor, ...common(parts) });
+  });
+
+  const users = deps.users;
+  const walletsOf = (userId: string) => users?.get(userId)?.wallets ?? [];
+
+  endpoint(spec.openWallet, (c, parts) => {
+    const walletId = (parts.body.wallet_id as string | undefined) ?? Bun.randomUUIDv7();
+    const userId = (parts.body.user_id as string | undefined) ?? "";
+    const initialAmountMinor = parts.body.initial_amount === undefined ? 0n : money(parseCreditLimit(parts.body.initial_amount, deps.depositAmountMaxMinor, "initial_amount"));
+    const command: WalletCommand = { kind: "open", operationId: OPEN_OPERATION_ID, walletId, userId, initialAmountMinor, eventTimeMs: nowMs(), description: "", reference: "" };
+    const exists = () => new ApiError(409, "wallet_exists", `wallet ${walletId} was opened before with other content (user or initial amount)`);
+    const max = deps.userWalletsMax ?? Number.POSITIVE_INFINITY;
+    if (userId !== "" && !deps.balances.applied(walletId, OPEN_OPERATION_ID) && walletsOf(userId).length >= max) {
+      throw new ApiError(409, "user_wallets_exceed_max", `user ${userId} has ${max} wallets, the most one may have`);
+    }
+    return write(c, parts, command, undefined, {
+      reused: exists,
+      waitMs: OPEN_WAIT_SECONDS * 1000,
+      answer: (c, decided) => {
+        if (decided.outcome !== "applied") return exactJson(c, 200, opBody(walletId, OPEN_OPERATION_ID, decided));
+        return c.body(stringify({ ...walletBody(walletId), operation_id: OPEN_OPERATION_ID }), 201, { "content-type": "application/json; charset=UTF-8", Location: `/wallets/${encodeURIComponent(walletId)}` });
+      },
+    });
+  });
+
+  endpoint(spec.userWallets, (c, parts) => {
+    const userId = parts.params.user_id!;
+    return exactJson(c, 200, { user_id: userId, wallets: walletsOf(userId).map((w) => walletBody(w.walletId)) });
+  });
+
+  endpoint(spec.userActivity, (c, parts) => {
+    const userId = parts.params.user_id!;
+    const limit = parseLimit(parts.query.limit);
+    const wallets = walletsOf(userId).map((w) => w.walletId);
+    const before = parseActivityCursor(parts.query.cursor, wallets);
+    // Each wallet's entries are in recorded order already; merge the newest of each.
+    const rows = wallets.flatMap((walletId) => deps.balances.entries(walletId, before.get(walletId) ?? Number.MAX_SAFE_INTEGER, limit + 1).map((row) => ({ walletId, row, record: row.record! })));
+    rows.sort((a, b) => b.record.decidedMs - a.record.decidedMs || (a.walletId < b.walletId ? -1 : a.walletId > b.walletId ? 1 : 0) || b.record.entryId - a.record.entryId);
+    const page = rows.slice(0, limit);
+    for (const { walletId, record } of page) before.set(walletId, record.entryId);
+    return exactJson(c, 200, {
+      user_id: userId,
+      entries: page.map(({ walletId, row }) => ({ wallet_id: walletId, ...entryBody(row) })),
+      next_cursor: rows.length > limit ? encodeActivityCursor(before) : null,
+    });
   });
 
   endpoint(spec.creditLimit, (c, parts) => {
@@ -202,29 +320,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     throw new ApiError(404, "operation_not_found", `wallet ${walletId} has no operation ${id} (yet: pass ?after=<position> to wait for a write)`);
   });
 
-  endpoint(spec.wallet, (c, parts) => {
-    const walletId = parts.params.wallet_id!;
-    const state = deps.balances.get(walletId) ?? initialWallet();
-    const flag = deps.flags.get(walletId);
-    const asOfMs = Math.min(deps.balances.status().asOfMs, deps.flags.status().asOfMs);
-    const raw = (minor: bigint) => new RawNumber(formatMinor(minor));
-    return exactJson(c, 200, {
-      wallet_id: walletId,
-      balance: raw(state.balanceMinor),
-      available: raw(available(state)),
-      held: raw(state.heldMinor),
-      credit_limit: raw(state.creditLimitMinor),
-      above_threshold: flag?.flagged ?? false,
-      flag: flagBody(flag),
-      deposit_count: state.depositCount,
-      withdrawal_count: state.withdrawalCount,
-      reversal_count: state.reversalCount,
-      rejected_count: state.rejectedOperationCount,
-      entry_count: state.entryCount,
-      as_of: new Date(asOfMs).toISOString(),
-      stale: Date.now() - asOfMs > VIEW_STALE_AFTER_MS,
-    });
-  });
+  endpoint(spec.wallet, (c, parts) => exactJson(c, 200, walletBody(parts.params.wallet_id!)));
 
   endpoint(spec.history, (c, parts) => {
     const walletId = parts.params.wallet_id!;
@@ -300,7 +396,7 @@ const OPENAPI_INFO = {
   openapi: "3.1.0",
   info: {
     title: "Depositaja",
-    version: "0.3.0",
+    version: "0.4.0",
     description:
       "An event-driven wallet ledger. Writes are commands decided by the wallet's actor: they answer 202 `pending`, or the decision with `Prefer: wait=<seconds>`. A rejection is a decision (200, `status: rejected`), not an HTTP error. Every refusal of a request is `{\"error\":{\"code\",\"message\"}}`.",
   },
@@ -402,43 +498,83 @@ function flagBody(flag: FlagState | undefined) {
   return flag?.flagged ? { reason: flag.reason, flagged_at: flag.changedTimeMs === null ? null : new Date(flag.changedTimeMs).toISOString() } : null;
 }
 
-/** An operation as the API shows it, from its record. */
-function operationBody(walletId: string, operationId: string, applied: AppliedRecord<OperationRecord>, commandsTopic: string): Record<string, unknown> {
+/**
+ * An operation as the API shows it, from its record. A transfer the source has held is
+ * `pending` until its outcome (the destination's answer, settled by the source) is
+ * recorded: then it is that outcome's status, entry and time.
+ */
+function operationBody(walletId: string, operationId: string, applied: AppliedRecord<OperationRecord>, commandsTopic: string, outcome?: AppliedRecord<OperationRecord>): Record<string, unknown> {
   const r = applied.record;
-  const settled = applied.outcome === "applied";
+  const final = r?.pending ? outcome : applied;
+  const status = final === undefined ? "pending" : final.outcome === "applied" ? "settled" : "rejected";
+  const decided = final?.record;
   const [topic, partition, offset] = (r?.position ?? "").split(":");
   return {
     operation_id: operationId,
     kind: r?.kind ?? "deposit",
-    status: settled ? "settled" : "rejected",
-    reason: settled ? undefined : applied.outcome,
+    status,
+    reason: status === "rejected" ? final!.outcome : undefined,
     wallet_id: walletId,
     amount: r ? new RawNumber(formatMinor(r.amountMinor)) : null,
     // Positions are on `commands`; a deposit from a trusted producer on `deposits` has none to pass.
     position: topic === commandsTopic ? `${partition}:${offset}` : null,
     created_at: r ? new Date(r.createdMs).toISOString() : undefined,
-    decided_at: r ? new Date(r.decidedMs).toISOString() : undefined,
+    decided_at: decided ? new Date(decided.decidedMs).toISOString() : undefined,
     description: r?.description || undefined,
     reference: r?.reference || undefined,
-    entry_id: r && r.entryId > 0 ? r.entryId : undefined,
-    balance_after: r && r.entryId > 0 ? new RawNumber(formatMinor(r.balanceAfterMinor)) : undefined,
+    entry_id: decided && decided.entryId > 0 ? decided.entryId : undefined,
+    balance_after: decided && decided.entryId > 0 ? new RawNumber(formatMinor(decided.balanceAfterMinor)) : undefined,
     reversal_of: r?.reversalOf || undefined,
+    to_wallet_id: r?.kind === "transfer" ? r.counterpartyWalletId : undefined,
+    expires_at: status === "pending" && r?.expiresMs != null ? new Date(r.expiresMs).toISOString() : undefined,
   };
 }
 
+/** Entry kinds that bring money in; the others take it out. */
+const MONEY_IN = new Set(["deposit", "transfer_in", "open"]);
+
 function entryBody(row: AppliedRecord<OperationRecord>): Record<string, unknown> {
   const r = row.record!;
-  const signed = r.kind === "deposit" ? r.amountMinor : -r.amountMinor;
+  const signed = MONEY_IN.has(r.kind) ? r.amountMinor : -r.amountMinor;
   return {
     entry_id: r.entryId,
-    operation_id: row.eventId,
+    // A transfer's entries are kept under their step's id, and carry the transfer's.
+    operation_id: r.operationId || row.eventId,
     kind: r.kind,
     amount: new RawNumber(formatMinor(signed)),
     balance_after: new RawNumber(formatMinor(r.balanceAfterMinor)),
     event_time: new Date(r.createdMs).toISOString(),
     recorded_at: new Date(r.decidedMs).toISOString(),
     description: r.description || undefined,
+    counterparty_wallet_id: r.counterpartyWalletId || undefined,
   };
+}
+
+/**
+ * The activity cursor: per wallet, the entry number the next page starts below, as
+ * base64url JSON. Wallets not in it start from their newest entry.
+ */
+function encodeActivityCursor(before: Map<string, number>): string {
+  return Buffer.from(JSON.stringify(Object.fromEntries(before))).toString("base64url");
+}
+
+function parseActivityCursor(text: string | undefined, wallets: string[]): Map<string, number> {
+  const before = new Map<string, number>();
+  if (text === undefined) return before;
+  const invalid = () => new ApiError(400, "cursor_invalid", "cursor must be a next_cursor this API returned");
+  let parsed: unknown;
+  try {
+    if (text.length > 16_384 || !/^[A-Za-z0-9_-]+$/.test(text)) throw invalid();
+    parsed = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    throw invalid();
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw invalid();
+  for (const [walletId, entry] of Object.entries(parsed)) {
+    if (!Number.isSafeInteger(entry) || (entry as number) < 1) throw invalid();
+    if (wallets.includes(walletId)) before.set(walletId, entry as number);
+  }
+  return before;
 }
 
 function parseLimit(text: string | undefined): number {
@@ -467,6 +603,8 @@ function parseTime(text: string | undefined): number {
 }
 
 const CHECK_AFTER_WAIT_MS_DEFAULT = 2_000;
+/** How often a write waiting for a transfer's outcome looks at the view again. */
+const FINAL_POLL_MS = 5;
 const POSITION = /^(\d{1,4}):(\d{1,15})$/;
 
 /** Parses ?after=<partition>:<offset>, as POST /deposit returns it in `position`. */
@@ -482,7 +620,7 @@ function exactJson(c: Context, status: 200 | 202, body: unknown, headers?: Recor
 }
 
 /** Money fields of request bodies: their numbers are judged by the digits sent. */
-const MONEY_FIELDS = new Set(["amount", "credit_limit"]);
+const MONEY_FIELDS = new Set(["amount", "credit_limit", "initial_amount"]);
 
 /**
  * Reads the body as a JSON object whatever the Content-Type says: the seed's own curl

@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { formatMinor, parseAmount, parseCreditLimit } from "../money.js";
 import { DERIVED_EVENT_ID_LENGTH_MAX, EVENT_ID_LENGTH_MAX, idError, WALLET_ID_LENGTH_MAX } from "../runtime/codec.js";
 import { DESCRIPTION_LENGTH_MAX } from "../topics/commands.js";
+import { USER_ID_LENGTH_MAX } from "../topics/user-wallets.js";
 
 /**
  * The API's routes, declared once with zod (@hono/zod-openapi). Each declaration is
@@ -13,12 +14,15 @@ import { DESCRIPTION_LENGTH_MAX } from "../topics/commands.js";
 export interface RouteLimits {
   amountMaxMinor: bigint;
   creditLimitMaxMinor: bigint;
+  transferAmountMaxMinor: bigint;
 }
 
 /** The most a write waits for its decision under `Prefer: wait=<seconds>`. */
 export const PREFER_WAIT_SECONDS_MAX = 10;
 export const HISTORY_LIMIT_MAX = 500;
 export const HISTORY_LIMIT_DEFAULT = 50;
+/** How long POST /wallets waits for the opening to be decided before answering 202. */
+export const OPEN_WAIT_SECONDS = 5;
 
 /** A refusal by a rule of ours, as a zod issue: the code travels in params. */
 function fail(ctx: z.RefinementCtx, code: string, message: string): void {
@@ -37,6 +41,9 @@ const id = (field: string, max: number, description: string, example: string) =>
 
 const walletId = id("wallet_id", WALLET_ID_LENGTH_MAX, "The wallet: 1 to 128 characters, no control characters.", "w1");
 const operationIdParam = id("operation_id", DERIVED_EVENT_ID_LENGTH_MAX, "The operation's id, as a write answered it in `operation_id`.", "order-1001");
+/** A wallet id under another field name (a transfer's two wallets). */
+const walletIdOf = (field: string) => id(field, WALLET_ID_LENGTH_MAX, "A wallet: 1 to 128 characters, no control characters.", field === "to_wallet_id" ? "w2" : "w1");
+const userId = id("user_id", USER_ID_LENGTH_MAX, "The user: 1 to 128 characters, no control characters.", "u1");
 
 const decimalDescription =
   "A decimal with at most 2 fraction digits, as a JSON number or a string (`2000`, `\"20.50\"`). Judged by the digits sent, never through a float.";
@@ -54,6 +61,16 @@ const amount = (maxMinor: bigint) =>
       if (!parsed.ok) fail(ctx, parsed.code, parsed.message);
     })
     .openapi({ description: `${decimalDescription} Positive, at most ${formatMinor(maxMinor)}.`, example: "20.50" });
+
+/** Money a wallet opens with: 0 (none) up to `maxMinor`. */
+const initialAmount = (maxMinor: bigint) =>
+  z
+    .union([z.string(), anyNumber])
+    .superRefine((value, ctx) => {
+      const parsed = parseCreditLimit(value, maxMinor, "initial_amount");
+      if (!parsed.ok) fail(ctx, parsed.code, parsed.message);
+    })
+    .openapi({ description: `${decimalDescription} 0 (none) up to ${formatMinor(maxMinor)}.`, example: "100" });
 
 const creditLimit = (maxMinor: bigint) =>
   z
@@ -83,14 +100,15 @@ const moneyCodes = (field: string) =>
 export const ERROR_CODES = {
   400: [
     "body_must_be_json", "body_must_be_utf8", "body_must_be_object",
-    ...idCodes("wallet_id"), ...moneyCodes("amount"), ...moneyCodes("credit_limit"),
+    ...idCodes("wallet_id"), ...moneyCodes("amount"), ...moneyCodes("credit_limit"), ...moneyCodes("initial_amount"),
+    ...idCodes("from_wallet_id"), ...idCodes("to_wallet_id"), ...idCodes("user_id"),
     ...idCodes("idempotency_key"), ...idCodes("reference"), ...idCodes("operation_id").slice(2), "operation_id_reserved",
     "description_must_be_string", "description_too_long",
     "after_must_be_position", "limit_out_of_range", "cursor_invalid", "at_is_required", "at_must_be_rfc3339",
   ],
   404: ["route_not_found", "operation_not_found"],
   405: ["method_not_allowed"],
-  409: ["idempotency_key_reused"],
+  409: ["idempotency_key_reused", "wallet_exists", "user_wallets_exceed_max"],
   413: ["body_too_large"],
   415: ["body_must_be_json"],
   500: ["internal_error", "operation_not_applied"],
@@ -103,7 +121,8 @@ export const ErrorBody = z
   .object({ error: z.object({ code: z.enum(allCodes as [string, ...string[]]).openapi({ example: "amount_has_too_many_decimals" }), message: z.string() }) })
   .openapi("Error", { description: "Every refusal: a stable code named after the broken rule, and a sentence for people." });
 
-const KINDS = ["deposit", "withdrawal", "credit_limit", "reversal"] as const;
+const KINDS = ["deposit", "withdrawal", "credit_limit", "reversal", "transfer", "open"] as const;
+const ENTRY_KINDS = ["deposit", "withdrawal", "reversal", "transfer_out", "transfer_in", "open"] as const;
 
 export const OperationBody = z
   .object({
@@ -122,6 +141,8 @@ export const OperationBody = z
     entry_id: z.number().int().optional().openapi({ description: "The ledger entry it wrote, if it changed the balance." }),
     balance_after: money("The balance after it.").optional(),
     reversal_of: z.string().optional().openapi({ description: "Reversals: the deposit reversed." }),
+    to_wallet_id: z.string().optional().openapi({ description: "Transfers: the destination." }),
+    expires_at: time("Pending transfers: when the source cancels it if the destination has not decided it.").optional(),
   })
   .openapi("Operation");
 
@@ -129,12 +150,13 @@ const Entry = z
   .object({
     entry_id: z.number().int().openapi({ description: "1, 2, 3, ... per wallet." }),
     operation_id: z.string(),
-    kind: z.enum(KINDS),
+    kind: z.enum(ENTRY_KINDS),
     amount: money("Signed: positive in, negative out."),
     balance_after: money("The balance after this entry."),
     event_time: time("When the operation happened."),
     recorded_at: time("When the ledger recorded it."),
     description: z.string().optional(),
+    counterparty_wallet_id: z.string().optional().openapi({ description: "Transfers: the other wallet." }),
   })
   .openapi("Entry");
 
@@ -144,6 +166,31 @@ const freshness = {
   as_of: time("Every change committed before this time is included."),
   stale: z.boolean().openapi({ description: "True when the view is more than 5 s behind." }),
 };
+
+const WalletBody = z
+  .object({
+    wallet_id: z.string(),
+    balance: money("The sum of the wallet's entries."),
+    available: money("balance + credit_limit - held; below 0 only after a reversal."),
+    held: money("Reserved by pending outgoing transfers."),
+    credit_limit: money("How far below zero withdrawals may take the balance."),
+    above_threshold: z.boolean(),
+    flag: Flag,
+    user_id: z.string().nullable().openapi({ description: "The user it was opened for, if any." }),
+    opened_at: time("When it was opened by POST /wallets; null for a wallet that came into being on a deposit, or never seen.").nullable(),
+    deposit_count: z.number().int(),
+    withdrawal_count: z.number().int(),
+    reversal_count: z.number().int(),
+    transfer_out_count: z.number().int().openapi({ description: "Transfers sent and settled." }),
+    transfer_in_count: z.number().int().openapi({ description: "Transfers received." }),
+    pending_transfer_count: z.number().int().openapi({ description: "Outgoing transfers waiting for their destination, each holding its amount." }),
+    rejected_count: z.number().int().openapi({ description: "Operations of any kind refused by a rule." }),
+    entry_count: z.number().int(),
+    ...freshness,
+  })
+  .openapi("Wallet");
+
+const OpenedWallet = WalletBody.extend({ operation_id: z.string().openapi({ description: "The opening's id: always `open`." }) }).openapi("OpenedWallet");
 
 const headers = z.object({
   "idempotency-key": id("idempotency_key", EVENT_ID_LENGTH_MAX, "The operation's id: the same key with the same content is the same operation; with other content, 409.", "order-1001").optional(),
@@ -235,25 +282,84 @@ export function routes(limits: RouteLimits) {
       summary: "A wallet's balance, available funds, credit limit and flag",
       request: { params: z.object({ wallet_id: walletId }) },
       responses: {
+        200: json(WalletBody, "The wallet; a wallet never seen is all zeros."),
+        400: refusals[400],
+      },
+    }),
+    openWallet: createRoute({
+      method: "post",
+      path: "/wallets",
+      tags: [writes],
+      summary: "Open a wallet, for a user, with an initial amount",
+      description:
+        `Opens the wallet (its id is generated when absent). Answers 201 with the wallet once its actor has decided the opening (it waits up to ${OPEN_WAIT_SECONDS} s, then answers 202 with the pending operation). Opening it again with the same content is the same operation (201 again); with other content, 409 \`wallet_exists\`. A wallet that was never opened still comes into being on its first deposit, but cannot receive transfers until it holds money or is opened.`,
+      request: {
+        body: {
+          content: {
+            "application/json": {
+              schema: z.object({ wallet_id: walletId.optional(), user_id: userId.optional(), initial_amount: initialAmount(limits.amountMaxMinor).optional() }).openapi("OpenWalletRequest", { example: { wallet_id: "w1", user_id: "u1", initial_amount: "100" } }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        201: json(OpenedWallet, "The wallet, opened."),
+        200: json(OperationBody, "The opening was refused by a rule (`status: rejected`)."),
+        202: json(OperationBody, "The opening is accepted and not decided yet."),
+        409: json(ErrorBody, "`wallet_exists`: opened before with other content; `user_wallets_exceed_max`: the user has as many wallets as one may."),
+        ...refusals,
+      },
+    }),
+    transfer: createRoute({
+      method: "post",
+      path: "/transfer",
+      tags: [writes],
+      summary: "Move money from one wallet to another",
+      description:
+        "A saga between the two wallets' actors: the source holds the amount and asks the destination, the destination credits or refuses, the source settles or releases. The operation belongs to the source: `GET /wallets/{from_wallet_id}/operations/{operation_id}`. Rejected with `insufficient_funds`, `rejected_fraud` (source flagged), `same_wallet`, `amount_exceeds_max` at the source, or with the destination's `destination_not_found`, `balance_would_exceed_max`, `transfer_expired`.",
+      request: {
+        headers,
+        body: {
+          content: {
+            "application/json": {
+              schema: z
+                .object({ from_wallet_id: walletIdOf("from_wallet_id"), to_wallet_id: walletIdOf("to_wallet_id"), amount: amount(limits.transferAmountMaxMinor), reference, description })
+                .openapi("TransferRequest", { example: { from_wallet_id: "w1", to_wallet_id: "w2", amount: "25" } }),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: writeResponses,
+    }),
+    userWallets: createRoute({
+      method: "get",
+      path: "/users/{user_id}/wallets",
+      tags: [wallets],
+      summary: "A user's wallets with their balances",
+      request: { params: z.object({ user_id: userId }) },
+      responses: {
+        200: json(z.object({ user_id: z.string(), wallets: z.array(WalletBody) }).openapi("UserWallets"), "The wallets opened for the user, oldest first; none for a user never seen."),
+        400: refusals[400],
+      },
+    }),
+    userActivity: createRoute({
+      method: "get",
+      path: "/users/{user_id}/activity",
+      tags: [wallets],
+      summary: "The entries of all of a user's wallets, newest first",
+      request: {
+        params: z.object({ user_id: userId }),
+        query: z.object({
+          limit: z.string().optional().openapi({ description: `1 to ${HISTORY_LIMIT_MAX}, default ${HISTORY_LIMIT_DEFAULT}.`, example: "50" }),
+          cursor: z.string().optional().openapi({ description: "`next_cursor` of the previous page." }),
+        }),
+      },
+      responses: {
         200: json(
-          z
-            .object({
-              wallet_id: z.string(),
-              balance: money("The sum of the wallet's entries."),
-              available: money("balance + credit_limit - held; below 0 only after a reversal."),
-              held: money("Reserved by pending outgoing transfers."),
-              credit_limit: money("How far below zero withdrawals may take the balance."),
-              above_threshold: z.boolean(),
-              flag: Flag,
-              deposit_count: z.number().int(),
-              withdrawal_count: z.number().int(),
-              reversal_count: z.number().int(),
-              rejected_count: z.number().int().openapi({ description: "Operations of any kind refused by a rule." }),
-              entry_count: z.number().int(),
-              ...freshness,
-            })
-            .openapi("Wallet"),
-          "The wallet; a wallet never seen is all zeros.",
+          z.object({ user_id: z.string(), entries: z.array(Entry.extend({ wallet_id: z.string() })), next_cursor: z.string().nullable().openapi({ description: "Null on the last page." }) }).openapi("Activity"),
+          "One page of entries, newest first by recorded time.",
         ),
         400: refusals[400],
       },

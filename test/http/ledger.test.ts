@@ -3,33 +3,14 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { commands } from "../../src/topics/commands.js";
 import { backends, eventually, startDev } from "../support.js";
+import { fresh, request, type Reply } from "./client.js";
 
 setDefaultTimeout(60_000);
 const CONVERGE_MS = 20_000;
 
 type Dev = Awaited<ReturnType<typeof startDev>>;
 
-interface Reply {
-  status: number;
-  headers: Headers;
-  // biome-ignore lint: response bodies are inspected field by field.
-  json: any;
-}
-
-let serial = 0;
-/** A wallet id no other test uses. */
-const fresh = (name: string) => `${name}-${Date.now().toString(36)}-${++serial}`;
-
-async function call(dev: Dev, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-  const res = await fetch(`${dev.base}${path}`, {
-    method,
-    headers: { "content-type": "application/json", ...headers },
-    // A string is sent as it is: the exact digits of a number matter.
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined };
-}
+const call = (dev: Dev, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => request(dev.base, method, path, body, headers);
 
 const WAIT = { prefer: "wait=5" };
 const deposit = (dev: Dev, wallet: string, amount: string, headers: Record<string, string> = WAIT) => call(dev, "POST", "/deposit", { wallet_id: wallet, amount }, headers);

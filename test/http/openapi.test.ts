@@ -89,9 +89,10 @@ describe("the OpenAPI document", () => {
   test("declares every route of the ledger", () => {
     const routes = Object.entries(doc.paths).flatMap(([path, item]) => Object.keys(item as object).map((m) => `${m.toUpperCase()} ${path}`));
     expect(routes.sort()).toEqual([
-      "GET /check/{wallet_id}", "GET /health", "GET /ready", "GET /wallets/{wallet_id}", "GET /wallets/{wallet_id}/balance",
-      "GET /wallets/{wallet_id}/history", "GET /wallets/{wallet_id}/operations/{operation_id}", "POST /deposit",
-      "POST /wallets/{wallet_id}/operations/{operation_id}/reverse", "POST /withdraw", "PUT /wallets/{wallet_id}/credit-limit",
+      "GET /check/{wallet_id}", "GET /health", "GET /ready", "GET /users/{user_id}/activity", "GET /users/{user_id}/wallets",
+      "GET /wallets/{wallet_id}", "GET /wallets/{wallet_id}/balance",
+      "GET /wallets/{wallet_id}/history", "GET /wallets/{wallet_id}/operations/{operation_id}", "POST /deposit", "POST /transfer",
+      "POST /wallets", "POST /wallets/{wallet_id}/operations/{operation_id}/reverse", "POST /withdraw", "PUT /wallets/{wallet_id}/credit-limit",
     ]);
   });
 
