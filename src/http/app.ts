@@ -373,8 +373,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
 
   endpoint(spec.ready, async (c) => {
     const health = await deps.health.check();
-    const views = { balances: deps.balances.status().caughtUp, flags: deps.flags.status().caughtUp };
-    const ready = health.up && views.balances && views.flags;
+    const views = { balances: deps.balances.status().caughtUp, flags: deps.flags.status().caughtUp, users: deps.users?.status().caughtUp ?? true };
+    const ready = health.up && views.balances && views.flags && views.users;
     const log = health.up ? "ok" : `unavailable since ${new Date(health.sinceMs).toISOString()}: ${health.reason}`;
     return c.json({ status: ready ? "ready" : "not_ready", log, views_caught_up: views }, ready ? 200 : 503);
   });

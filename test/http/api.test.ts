@@ -139,7 +139,7 @@ for (const backend of await backends("HTTP API")) {
         const ready = await request(dev.base, "/ready");
         expect(ready.status).toBe(200);
         expect(ready.json.status).toBe("ready");
-        expect(ready.json.views_caught_up).toEqual({ balances: true, flags: true });
+        expect(ready.json.views_caught_up).toEqual({ balances: true, flags: true, users: true });
       }, CONVERGE_MS);
     });
 
