@@ -25,6 +25,12 @@ export interface BatchReads {
   nowMs: number;
   /** When a pending timer of a wallet is due, if it is pending. */
   timer(walletId: string, timerId: string): number | undefined;
+  /**
+   * Kafka (a committer that restores on assign): the changelog offset of a partition
+   * below which every batch's output was delivered, for the batch record to carry with
+   * its own output. Undefined: output is not carried (the embedded log commits it).
+   */
+  deliveredBefore?(partition: number): number;
 }
 
 /** A processed batch, ready to commit: state changes, progress and output. */
@@ -230,13 +236,15 @@ export class BatchBuilder {
     for (const partition of partitions) {
       const version = versionOf(throughOf(partition, after));
       const out = this.list(this.output, partition);
+      const delivered = this.reads.deliveredBefore?.(partition);
+      const output = delivered === undefined ? undefined : { records: [...out], deliveredBefore: delivered };
       for (const [walletId, change] of changed.get(partition) ?? []) {
         const value = this.group.table.codec.encode(change.state);
         rows.push({ key: walletId, value, version });
         const row = rowRecord(walletId, value, version);
         out.push({ topic: this.group.changelog, partition, ...row });
       }
-      const closing = batchRecord(throughOf(partition, before), throughOf(partition, after), this.applied.get(partition) ?? [], this.timerChanges.get(partition) ?? []);
+      const closing = batchRecord(throughOf(partition, before), throughOf(partition, after), this.applied.get(partition) ?? [], this.timerChanges.get(partition) ?? [], output);
       out.push({ topic: this.group.changelog, partition, ...closing });
     }
     const from = [...this.next.values()].map((p) => ({ ...p, offset: this.reads.position(p) }));

@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ChangelogRecordSchema } from "../gen/depositaja/v1/runtime_pb.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ProduceRecord } from "../log/log.js";
 import { decoding, DecodeError, toMs } from "./codec.js";
 
 /**
@@ -25,7 +26,7 @@ export interface AppliedEvent {
 
 export type ChangelogEntry =
   | { kind: "row"; walletId: string; value: Uint8Array; version: number }
-  | { kind: "batch"; events: AppliedEvent[]; timers: TimerChange[]; through: Through; version: number };
+  | { kind: "batch"; events: AppliedEvent[]; timers: TimerChange[]; through: Through; version: number; output: ProduceRecord[]; outputDeliveredBefore: number };
 
 /** A timer a batch set (dueMs) or cleared (null), in the order it did. */
 export interface TimerChange {
@@ -56,10 +57,18 @@ export function rowRecord(walletId: string, value: Uint8Array, version: number):
 }
 
 /** The record that closes a batch in one partition: the ids it applied, and its progress. */
-export function batchRecord(from: Through, to: Through, events: AppliedEvent[], timers: readonly TimerChange[] = []): ChangelogWrite {
+export function batchRecord(
+  from: Through,
+  to: Through,
+  events: AppliedEvent[],
+  timers: readonly TimerChange[] = [],
+  /** Kafka: the batch's output from this partition, and where delivered output ended then. */
+  output?: { records: readonly ProduceRecord[]; deliveredBefore: number },
+): ChangelogWrite {
   const timerChanges = timers.map((t) => ({ walletId: t.walletId, timerId: t.timerId, dueTime: t.dueMs === null ? undefined : timestampFromMs(t.dueMs) }));
+  const outputRecords = (output?.records ?? []).map((r) => ({ topic: r.topic, key: r.key, partition: r.partition ?? -1, value: r.value, headers: r.headers ?? {} }));
   const value = create(ChangelogRecordSchema, {
-    change: { case: "batch", value: { events, timers: timerChanges } },
+    change: { case: "batch", value: { events, timers: timerChanges, output: outputRecords, outputDeliveredBefore: BigInt(output?.deliveredBefore ?? 0) } },
     through: Object.fromEntries([...to].map(([topic, offset]) => [topic, BigInt(offset)])),
     version: BigInt(versionOf(to)),
   });
@@ -76,7 +85,8 @@ export function decodeChangelog(key: string, bytes: Uint8Array): ChangelogEntry 
       const through = new Map(Object.entries(m.through).map(([topic, offset]) => [topic, Number(offset)]));
       const events = m.change.value.events.map(({ walletId, eventId, fingerprint, outcome, detail }) => ({ walletId, eventId, fingerprint, outcome, detail }));
       const timers = m.change.value.timers.map((t) => ({ walletId: t.walletId, timerId: t.timerId, dueMs: t.dueTime === undefined ? null : toMs(t.dueTime, "due_time") }));
-      return { kind: "batch", events, timers, through, version };
+      const output = m.change.value.output.map((r): ProduceRecord => ({ topic: r.topic, key: r.key, value: r.value, headers: r.headers, ...(r.partition >= 0 ? { partition: r.partition } : {}) }));
+      return { kind: "batch", events, timers, through, version, output, outputDeliveredBefore: Number(m.change.value.outputDeliveredBefore) };
     }
     throw new DecodeError("changelog_record_is_empty", "a changelog record must hold a row or a batch");
   });

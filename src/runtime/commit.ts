@@ -58,9 +58,12 @@ const PUBLISH_RECORDS_MAX = 20_000;
  * restart; consumers dedupe by event id, and changelog readers by version.
  *
  * Two rules keep a publish honest when it is cut short or comes late:
- * - The emits and dead letters go first, the changelog (rows, then the batch record)
- *   after them: a produce spans partitions and is not atomic, and a batch record in
- *   the changelog is what tells a restoring instance the batch was delivered.
+ * - The changelog (rows, then the batch record) goes first, the emits and dead letters
+ *   after it: a produce spans partitions and is not atomic. A decision is never seen
+ *   by another wallet before the changelog has it, so an instance that takes the
+ *   partition over never decides the same input differently from what others saw.
+ *   The batch record carries the batch's output and where delivered output ended, so
+ *   a restoring instance sends again whatever may not have gone out (restore.ts).
  * - An instance writes to a partition's changelog only while that changelog ends
  *   where this instance last left it. If someone else wrote to it (the partition moved
  *   while this instance was cut off), its outbox is not sent: the partition is
@@ -89,8 +92,11 @@ export class OutboxCommitter implements Committer {
     const sending = entries.filter((e) => !lost.has(e.partition));
     if (sending.length > 0) {
       const records = sending.flatMap((e) => e.records);
-      await this.log.produce(records.filter((r) => r.topic !== changelog));
+      // The changelog first: once it has a batch, the batch's decisions stand (an
+      // instance that takes the partition over adopts them and sends their output
+      // again); output sent before it could be contradicted by a new decision.
       const written = await this.log.produce(records.filter((r) => r.topic === changelog));
+      await this.log.produce(records.filter((r) => r.topic !== changelog));
       this.store.transaction(() => {
         this.store.deleteOutbox(sending.map((e) => e.id));
         this.store.writeProgress(owner, endsAfter(written));

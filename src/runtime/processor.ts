@@ -107,6 +107,8 @@ export class Processor {
   private lastOffsetCommitMs = 0;
   private partitions = 0;
   private nextTimerScanMs = 0;
+  /** Gaps a replay was tried for, by partition: the backlog head it was tried at. */
+  private readonly gapsTried = new Map<string, number>();
   /** Due timers produced and not yet seen fired: when, by wallet, timer id and due time. */
   private readonly firing = new Map<string, number>();
 
@@ -187,6 +189,7 @@ export class Processor {
     if (poll.revoked.length > 0) this.backlog = this.backlog.filter((r) => this.positions.has(tpKey(r)) || this.unready.has(tpKey(r)));
     await this.publish();
     await this.makeReady();
+    await this.fillGaps();
     await this.fireDueTimers();
     const ready = this.readyRecords();
     if (ready.length === 0) return 0;
@@ -235,7 +238,41 @@ export class Processor {
       this.subscription?.seek(position);
       this.unready.delete(tpKey(position));
     }
+    // Records polled before belong to a progress that may have gone back (a partition
+    // whose changelog another instance wrote, rebuilt from it): decided now, they would
+    // leave a gap before them. They are read again (see fillGaps).
+    const seeked = new Set(stored.map(tpKey));
+    this.backlog = this.backlog.filter((r) => !seeked.has(tpKey(r)));
     for (const [key, entry] of this.cache) if (partitions.includes(entry.partition)) this.cache.delete(key);
+  }
+
+  /**
+   * Reads again what lies between a partition's progress and its first record in the
+   * backlog. A subscription resumes where it was when a partition's progress goes back
+   * (a Kafka consumer cannot seek backwards), so after a rebuild the records in between
+   * come from a replay, put in front of the backlog. A gap the replay cannot fill (the
+   * records are gone, by retention) is left as it is, once.
+   */
+  private async fillGaps(): Promise<void> {
+    const heads = new Map<string, number>();
+    for (const r of this.backlog) {
+      const key = tpKey(r);
+      if ((heads.get(key) ?? Number.POSITIVE_INFINITY) > r.offset) heads.set(key, r.offset);
+    }
+    const missing: LogRecord[] = [];
+    for (const [key, position] of this.positions) {
+      const head = heads.get(key);
+      if (head === undefined || head <= position.offset || this.gapsTried.get(key) === head) continue;
+      this.gapsTried.set(key, head);
+      const found: LogRecord[] = [];
+      for await (const batch of this.log.replay(position.topic, [position])) {
+        for (const r of batch) if (r.partition === position.partition && r.offset >= position.offset && r.offset < head) found.push(r);
+        if (batch.some((r) => r.partition === position.partition && r.offset >= head - 1)) break;
+      }
+      console.warn(`[${this.group.name}] ${position.topic}/${position.partition}: read ${found.length} records again between progress ${position.offset} and ${head}`);
+      missing.push(...found);
+    }
+    if (missing.length > 0) this.backlog = [...missing, ...this.backlog];
   }
 
   /** The backlog's first records of ready partitions, up to a batch. */
@@ -263,6 +300,7 @@ export class Processor {
         position: (tp) => this.positions.get(tpKey(tp))?.offset ?? 0,
         nowMs: this.clock(),
         timer: (walletId, timerId) => this.store.timer(owner, walletId, timerId),
+        ...(this.committer.restoresOnAssign ? { deliveredBefore: (partition: number) => this.store.progress(owner, { topic: this.group.changelog, partition }) } : {}),
       });
       for (const record of records) builder.add(record);
       const batch = builder.finish();

@@ -1,4 +1,4 @@
-import type { Log, RecordPosition } from "../log/log.js";
+import type { Log, ProduceRecord, RecordPosition } from "../log/log.js";
 import type { AppliedId, StateStore, TableRow } from "../store/state-store.js";
 import { partitionForKey } from "../log/murmur2.js";
 import { appliedId } from "./batch.js";
@@ -47,6 +47,9 @@ const throughTopic = (group: AnyGroup, input: string) => `${group.changelog}@${i
  * the changelog reflects, so events applied by whoever held it are neither applied
  * again nor re-read.
  *
+ * The output of batch records past the last point known delivered is sent again: the
+ * instance that wrote them may have died between its changelog and its output.
+ *
  * Output this instance committed but never sent (it crashed in between) is still in
  * its outbox. If another instance wrote the changelog meanwhile, it applied that input
  * on its own, and this instance's state of the partition is rebuilt from the changelog
@@ -61,6 +64,8 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
   const through = new Map<number, Through>(partitions.map((p) => [p, new Map(inputs.map((topic) => [topic, store.progress(owner, { topic: throughTopic(group, topic), partition: p })]))]));
   let restored = 0;
   let skipped = 0;
+  /** Per partition: where delivered output ended, and the output of batch records past it, in order. */
+  const undelivered = new Map<number, { before: number; records: { offset: number; output: ProduceRecord[] }[] }>();
   /** Partitions whose changelog someone else wrote to since this instance last read or wrote it. */
   const moved = new Set<number>();
   for await (const batch of log.replay(group.changelog, from)) {
@@ -86,6 +91,11 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
         continue;
       }
       for (const e of entry.events) applied.push(appliedId(group, e, () => skipped++));
+      const pending = undelivered.get(record.partition) ?? { before: 0, records: [] };
+      pending.before = Math.max(pending.before, entry.outputDeliveredBefore);
+      pending.records = pending.records.filter((r) => r.offset >= pending.before);
+      if (entry.output.length > 0) pending.records.push({ offset: record.offset, output: entry.output });
+      undelivered.set(record.partition, pending);
       for (const t of entry.timers) timers.push({ key: t.walletId, timerId: t.timerId, partition: record.partition, dueMs: t.dueMs });
       through.set(record.partition, furthest(through.get(record.partition)!, entry.through));
     }
@@ -94,6 +104,10 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
     restored += batch.length;
   }
   if (skipped > 0) console.warn(`[${owner}] skipped ${skipped} undecodable changelog records while restoring`);
+  // The output of batches whose delivery is not known: the instance that wrote them may
+  // have died between the changelog and the output. Readers dedupe what came twice.
+  const resend = [...undelivered.values()].flatMap((p) => p.records.filter((r) => r.offset >= p.before).flatMap((r) => r.output));
+  if (resend.length > 0) await log.produce(resend);
   const diverged = partitions.filter((partition) => resume(group, store, partition, through.get(partition)!, moved.has(partition)) === "diverged");
   if (diverged.length === 0) return restored;
   // This instance and the changelog each applied input the other did not (a group of

@@ -398,11 +398,9 @@ export const WalletOpenedSchema: GenMessage<WalletOpened> = /*@__PURE__*/
  * ledger is immutable: an entry is never edited or removed, and a mistake is undone by
  * a new entry (a reversal). Each wallet's entries are numbered 1, 2, 3, ... without
  * gaps, and `balance_after_minor` of each is the previous one's plus `amount_minor`.
- * Consumers dedupe by (wallet_id, entry_id). On Kafka an entry is produced before the
- * changelog that makes its commit known: after a crash in between, the instance that
- * takes over publishes the number again, usually with a later recorded_time, and, if it
- * read the wallet's inputs in another order, possibly with other content. The last
- * record of a number is the ledger's (the one the API shows).
+ * Consumers dedupe by (wallet_id, entry_id). On Kafka an entry is produced after the
+ * changelog that commits it: after a crash in between, the instance that takes over
+ * publishes the same entry again.
  *
  * @generated from message depositaja.v1.LedgerEntry
  */
