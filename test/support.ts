@@ -162,3 +162,15 @@ export async function readTopic(log: Log, topic: string): Promise<LogRecord[]> {
   for await (const batch of log.replay(topic, ends.map((_, partition) => ({ topic, partition, offset: 0 })))) records.push(...batch);
   return records;
 }
+
+/** mulberry32: a small seeded PRNG, so a failing randomized run can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -2,7 +2,7 @@ import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { eventually, spawnDev, tempDataDir } from "../support.js";
+import { eventually, spawnDev, tempDataDir, seededRandom } from "../support.js";
 
 /**
  * Crash test of a real `dev` process: clients stream deposits, the process is killed
@@ -36,17 +36,7 @@ const CONVERGE_TIMEOUT_MS = 30_000;
 /** Round 2 is run again only while this much of the test's time has not been used. */
 const REPEAT_BEFORE_MS = 30_000;
 
-/** A small seeded PRNG (mulberry32), so a failing run can be replayed with CRASH_SEED. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 /** Minor units as the API renders them: the shortest exact decimal (1234 -> "12.34", 1230 -> "12.3", 1200 -> "12"). */
 function formatCents(cents: bigint): string {
