@@ -230,6 +230,21 @@ export function initialWallet(): WalletState {
   };
 }
 
+/**
+ * The ledger entry a decision's record wrote, if any: every field of an entry is kept
+ * in the record, so the entry can be derived again (a restoring instance does, rather
+ * than keep a second copy of each entry in the changelog). The actor asserts that the
+ * entry it emits is this one.
+ */
+export function entryFromRecord(walletId: string, eventId: string, r: OperationRecord): LedgerEntry | undefined {
+  if (r.entryId === 0) return undefined;
+  const inbound = r.kind === "deposit" || r.kind === "transfer_in" || r.kind === "open";
+  return {
+    walletId, entryId: r.entryId, operationId: r.operationId || eventId, kind: r.kind, amountMinor: inbound ? r.amountMinor : -r.amountMinor,
+    balanceAfterMinor: r.balanceAfterMinor, eventTimeMs: r.createdMs, recordedMs: r.decidedMs, description: r.description, counterpartyWalletId: r.counterpartyWalletId,
+  };
+}
+
 /** A wallet exists once opened or once it has received money: only then can it be paid. */
 export const exists = (s: WalletState) => s.opened || s.entryCount > 0;
 
@@ -526,6 +541,11 @@ function checkInvariants(before: WalletState, outcome: Decided<WalletState, Wall
   if (entry.amountMinor < 0n && kind === "withdrawal") assert(available(after) >= 0n, "a settled withdrawal must leave available >= 0");
   // A transfer's debit releases exactly the hold it takes from the balance.
   if (entry.kind === "transfer_out") assert(before.heldMinor - after.heldMinor === -entry.amountMinor, "a transfer's debit must release its hold");
+  const derived = outcome.record && entryFromRecord(entry.walletId, entry.operationId, outcome.record);
+  assert(
+    derived !== undefined && (Object.keys(entry) as (keyof LedgerEntry)[]).every((k) => derived[k] === entry[k]),
+    "the entry must be the one its record derives",
+  );
 }
 
 /** The amount rules every producer of deposits must keep, shared by the detector. */

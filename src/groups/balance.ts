@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { TRANSFER_SCOPE, walletActor, type OperationRecord, type WalletInput, type WalletOutput, type WalletState } from "../../actors/wallet.js";
+import { entryFromRecord, TRANSFER_SCOPE, walletActor, type OperationRecord, type WalletInput, type WalletOutput, type WalletState } from "../../actors/wallet.js";
 import { OperationRecordSchema } from "../gen/depositaja/v1/ledger_pb.js";
 import { BalanceTableValueSchema } from "../gen/depositaja/v1/tables_pb.js";
 import { decoding, toMs } from "../runtime/codec.js";
@@ -142,6 +142,7 @@ export const balance = defineGroup<WalletState, WalletInput, WalletOutput, Opera
     codec: operationRecordCodec,
     schema: OperationRecordSchema,
     entry: (r) => (r.entryId === 0 ? undefined : { seq: r.entryId, recordedMs: r.decidedMs }),
+    derived: { topic: ledger, emit: entryFromRecord },
   },
   emits: [ledger, transfers, userWallets],
   view: true,

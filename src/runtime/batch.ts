@@ -237,7 +237,8 @@ export class BatchBuilder {
       const version = versionOf(throughOf(partition, after));
       const out = this.list(this.output, partition);
       const delivered = this.reads.deliveredBefore?.(partition);
-      const output = delivered === undefined ? undefined : { records: [...out], deliveredBefore: delivered };
+      const derived = this.group.records?.derived?.topic.name;
+      const output = delivered === undefined ? undefined : { records: out.filter((r) => r.topic !== derived), deliveredBefore: delivered };
       for (const [walletId, change] of changed.get(partition) ?? []) {
         const value = this.group.table.codec.encode(change.state);
         rows.push({ key: walletId, value, version });

@@ -57,6 +57,13 @@ export interface Records<R> {
   readonly schema: DescMessage;
   /** The ledger entry a record wrote, if any: its number, and when it was recorded. */
   entry(record: R): { seq: number; recordedMs: number } | undefined;
+  /**
+   * An emitted topic whose values are a function of the records (the ledger's entries):
+   * a batch record does not carry them as output, and a restoring instance that must
+   * send a batch's output again derives them from the batch's records instead, which
+   * saves the changelog a second copy of every entry.
+   */
+  readonly derived?: { readonly topic: AnyTopic; emit(walletId: string, eventId: string, record: R): unknown | undefined };
 }
 
 /** A group's table: one value per wallet, and its protobuf message for `inspect`. */

@@ -2,7 +2,7 @@ import type { Log, ProduceRecord, RecordPosition } from "../log/log.js";
 import type { AppliedId, StateStore, TableRow } from "../store/state-store.js";
 import { partitionForKey } from "../log/murmur2.js";
 import { appliedId } from "./batch.js";
-import { decodeChangelog, type Through } from "./changelog.js";
+import { decodeChangelog, type AppliedEvent, type Through } from "./changelog.js";
 import { DecodeError } from "./codec.js";
 import type { AnyGroup } from "./group.js";
 import type { TimerRow } from "./timers.js";
@@ -65,7 +65,7 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
   let restored = 0;
   let skipped = 0;
   /** Per partition: where delivered output ended, and the output of batch records past it, in order. */
-  const undelivered = new Map<number, { before: number; records: { offset: number; output: ProduceRecord[] }[] }>();
+  const undelivered = new Map<number, { before: number; records: { offset: number; output: ProduceRecord[]; events: AppliedEvent[] }[] }>();
   /** Partitions whose changelog someone else wrote to since this instance last read or wrote it. */
   const moved = new Set<number>();
   for await (const batch of log.replay(group.changelog, from)) {
@@ -94,7 +94,7 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
       const pending = undelivered.get(record.partition) ?? { before: 0, records: [] };
       pending.before = Math.max(pending.before, entry.outputDeliveredBefore);
       pending.records = pending.records.filter((r) => r.offset >= pending.before);
-      if (entry.output.length > 0) pending.records.push({ offset: record.offset, output: entry.output });
+      if (entry.output.length > 0 || (group.records?.derived && entry.events.length > 0)) pending.records.push({ offset: record.offset, output: entry.output, events: entry.events });
       undelivered.set(record.partition, pending);
       for (const t of entry.timers) timers.push({ key: t.walletId, timerId: t.timerId, partition: record.partition, dueMs: t.dueMs });
       through.set(record.partition, furthest(through.get(record.partition)!, entry.through));
@@ -106,8 +106,12 @@ export async function restorePartitions(group: AnyGroup, log: Log, store: StateS
   if (skipped > 0) console.warn(`[${owner}] skipped ${skipped} undecodable changelog records while restoring`);
   // The output of batches whose delivery is not known: the instance that wrote them may
   // have died between the changelog and the output. Readers dedupe what came twice.
-  const resend = [...undelivered.values()].flatMap((p) => p.records.filter((r) => r.offset >= p.before).flatMap((r) => r.output));
-  if (resend.length > 0) await log.produce(resend);
+  const batches = [...undelivered.values()].flatMap((p) => p.records.filter((r) => r.offset >= p.before));
+  if (batches.length > 0) {
+    const count = await log.partitionCount(group.changelog);
+    const resend = batches.flatMap((b) => [...b.output, ...derivedOutput(group, b.events, count)]);
+    if (resend.length > 0) await log.produce(resend);
+  }
   const diverged = partitions.filter((partition) => resume(group, store, partition, through.get(partition)!, moved.has(partition)) === "diverged");
   if (diverged.length === 0) return restored;
   // This instance and the changelog each applied input the other did not (a group of
@@ -143,6 +147,29 @@ function resume(group: AnyGroup, store: StateStore, partition: number, changelog
     return "changelog";
   }
   return covers(local, changelog) ? "local" : "diverged";
+}
+
+/** The emits of a group's derived topic that a batch's records made (see Records.derived). */
+function derivedOutput(group: AnyGroup, events: AppliedEvent[], partitions: number): ProduceRecord[] {
+  const records = group.records;
+  const derived = records?.derived;
+  if (!records || !derived) return [];
+  const out: ProduceRecord[] = [];
+  for (const e of events) {
+    if (e.detail.byteLength === 0) continue;
+    let record;
+    try {
+      record = records.codec.decode(e.detail);
+    } catch (error) {
+      if (error instanceof DecodeError) continue;
+      throw error;
+    }
+    const value = derived.emit(e.walletId, e.eventId, record);
+    if (value === undefined) continue;
+    const key = derived.topic.key(value);
+    out.push({ topic: derived.topic.name, key, partition: partitionForKey(key, partitions), value: derived.topic.codec.encode(value) });
+  }
+  return out;
 }
 
 /** Whether `a` has read at least as far as `b` in every input. */
