@@ -100,6 +100,9 @@ const tpKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
  * - `ping` asks the broker through a client of its own with no retries, never from
  *   the metadata cache, so it fails within its timeout while the broker is away.
  */
+/** How long a topic just created may stay unknown to the metadata before that is an error. */
+const TOPIC_METADATA_WAIT_MS = 10_000;
+
 export class KafkaLog implements Log {
   readonly kind = "kafka" as const;
   private readonly admin: Admin;
@@ -148,14 +151,35 @@ export class KafkaLog implements Log {
         if (!hasApiError(error, "TOPIC_ALREADY_EXISTS")) throw error;
       }
     }
+    // Every topic was listed or just created (by this client or another: `dev` starts
+    // the API's and the processors' clients at once), so an unknown one is one whose
+    // creation the metadata has not caught up with yet.
     for (const spec of specs) {
-      const actual = await this.fetchPartitionCount(spec.name);
+      const actual = await this.createdPartitionCount(spec.name);
       if (actual !== spec.partitions) throw new CoPartitioningError(spec.name, spec.partitions, actual);
     }
   }
 
-  private async fetchPartitionCount(topic: string): Promise<number> {
-    const metadata = await this.admin.metadata({ topics: [this.wire(topic)] });
+  /**
+   * The partition count of a topic that exists, or was created a moment ago. The broker answers the
+   * creation before every broker's metadata knows the topic, so the client may call it
+   * unknown for a while (the more topics created at once, the longer): asked again
+   * until it is known, for at most TOPIC_METADATA_WAIT_MS.
+   */
+  private async createdPartitionCount(topic: string): Promise<number> {
+    const deadline = Date.now() + TOPIC_METADATA_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.fetchPartitionCount(topic, attempt > 0);
+      } catch (error) {
+        if (Date.now() >= deadline) throw error;
+        await Bun.sleep(100);
+      }
+    }
+  }
+
+  private async fetchPartitionCount(topic: string, forceUpdate = false): Promise<number> {
+    const metadata = await this.admin.metadata({ topics: [this.wire(topic)], forceUpdate });
     const count = metadata.topics.get(this.wire(topic))?.partitionsCount;
     if (!count) throw new UnknownTopicError(topic);
     this.partitionCounts.set(topic, count);
