@@ -96,11 +96,13 @@ export class OutboxCommitter implements Committer {
       // instance that takes the partition over adopts them and sends their output
       // again); output sent before it could be contradicted by a new decision.
       const written = await this.log.produce(records.filter((r) => r.topic === changelog));
+      // What this instance wrote to the changelog is known at once: if the output then
+      // fails, the next publish must not take its own records for another instance's.
+      // It sends the entry again, changelog records included (duplicates, which
+      // readers take as they took the first).
+      this.store.transaction(() => this.store.writeProgress(owner, endsAfter(written)));
       await this.log.produce(records.filter((r) => r.topic !== changelog));
-      this.store.transaction(() => {
-        this.store.deleteOutbox(sending.map((e) => e.id));
-        this.store.writeProgress(owner, endsAfter(written));
-      });
+      this.store.transaction(() => this.store.deleteOutbox(sending.map((e) => e.id)));
     }
     return [...lost];
   }

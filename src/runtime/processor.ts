@@ -263,12 +263,13 @@ export class Processor {
     for (const [key, position] of this.positions) {
       const head = heads.get(key);
       if (head === undefined || head <= position.offset || this.gapsTried.get(key) === head) continue;
-      this.gapsTried.set(key, head);
       const found: LogRecord[] = [];
       for await (const batch of this.log.replay(position.topic, [position])) {
         for (const r of batch) if (r.partition === position.partition && r.offset >= position.offset && r.offset < head) found.push(r);
         if (batch.some((r) => r.partition === position.partition && r.offset >= head - 1)) break;
       }
+      // Only a replay that came back counts as tried: one the log failed is tried again.
+      this.gapsTried.set(key, head);
       console.warn(`[${this.group.name}] ${position.topic}/${position.partition}: read ${found.length} records again between progress ${position.offset} and ${head}`);
       missing.push(...found);
     }

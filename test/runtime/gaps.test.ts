@@ -5,6 +5,7 @@
 import { expect, test } from "bun:test";
 import { balance } from "../../src/groups/balance.js";
 import { EmbeddedLog } from "../../src/log/embedded.js";
+import { LogUnavailableError } from "../../src/runtime/errors.js";
 import type { Log, SubscribeOptions, Subscription } from "../../src/log/log.js";
 import { SharedCommitter } from "../../src/runtime/commit.js";
 import { topicSpecs } from "../../src/runtime/group.js";
@@ -32,13 +33,19 @@ function startingAt(subscription: Subscription, startAt: number): Subscription {
   };
 }
 
-test("records between the progress and where the subscription resumes are read again, in order, and each decided once", async () => {
+for (const replayFailsFirst of [false, true]) test(`records between the progress and where the subscription resumes are read again, in order, and each decided once${replayFailsFirst ? " (the log away at the first replay)" : ""}`, async () => {
   const config = testConfig(":memory:", { PARTITIONS: "1" });
   const log = new EmbeddedLog(":memory:", { pollMs: 1 });
   const store = new StateStore(log.sqlite);
+  let failReplay = replayFailsFirst;
   const gappy = new Proxy(log, {
     get(target, prop) {
       if (prop === "subscribe") return (options: SubscribeOptions) => startingAt(target.subscribe(options), 3);
+      if (prop === "replay" && failReplay) {
+        failReplay = false;
+        // biome-ignore lint: an async generator that fails as the log being away would.
+        return async function* () { throw new LogUnavailableError("replay failed (injected)"); };
+      }
       const value = Reflect.get(target, prop, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
@@ -48,7 +55,8 @@ test("records between the progress and where the subscription resumes are read a
     await log.ensureTopics(topicSpecs([balance], 1));
     const deposit = (i: number) => ({ topic: commands.name, key: "w", value: commands.codec.encode({ walletId: "w", operationId: `d${i}`, eventTimeMs: 0, description: "", reference: "", kind: "deposit", amountMinor: BigInt(10 ** i) }) });
     await log.produce([0, 1, 2, 3, 4].map(deposit));
-    for (let i = 0; i < 6; i++) await processor.step(0);
+    // A failed step is retried, as the processor's loop does.
+    for (let i = 0; i < 6; i++) await processor.step(0).catch((error) => { if (!(error instanceof LogUnavailableError)) throw error; });
     const row = balance.table.codec.decode(store.row("balance", "w")!.value);
     // Every deposit once, in order: the entries count 1, 11, 111, ...
     expect({ balance: row.balanceMinor, entries: row.entryCount, last: row.lastDepositId }).toEqual({ balance: 11111n, entries: 5, last: "d4" });
