@@ -7,7 +7,7 @@
 // with steps delivered in random order and cancels from random timer firings.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { isTerminal, type ActorContext, type FiredTimer, type TimerRequest } from "../../actors/types.js";
+import { isTerminal, type FiredTimer, type TimerRequest } from "../../actors/types.js";
 import {
   available,
   stepWallet,
@@ -24,10 +24,8 @@ import {
   type WalletOpened,
   type WalletState,
 } from "../../actors/wallet.js";
-import { balance } from "../../src/groups/balance.js";
 import { scopedId } from "../../src/runtime/group.js";
-import { commands } from "../../src/topics/commands.js";
-import { transfers } from "../../src/topics/transfers.js";
+import { KeptIds, splitEmits } from "./runtime-imitation.js";
 
 const LIMITS: WalletLimits = { amountMaxMinor: 1_000n, balanceMaxMinor: 3_000n, creditLimitMaxMinor: 500n, transferAmountMaxMinor: 800n, transferTimeoutMs: 5_000 };
 const actor = walletActor(LIMITS);
@@ -47,36 +45,20 @@ type Decision = {
 };
 type Observed = { type: "repeat" } | { type: "conflict" } | { type: "skipped" } | { type: "terminal"; code: string } | { type: "flag" } | Decision;
 
-/** The runtime's id for an input (scoped as the balance group reads it) and its fingerprint. */
-function identity(input: Exclude<WalletInput, { type: "flag" }>): { id: string; fingerprint: string } {
-  const input$ = (topic: string) => balance.inputs.find((i) => i.topic.name === topic)!;
-  switch (input.type) {
-    case "command": {
-      const i = commands.identity(input.command);
-      return { id: scopedId(input$(commands.name), i.id), fingerprint: i.fingerprint };
-    }
-    case "transfer": {
-      const i = transfers.identity(input.step);
-      return { id: scopedId(input$(transfers.name), i.id), fingerprint: i.fingerprint };
-    }
-    case "timer": {
-      const i = balance.timers!.identity(input.fired);
-      return { id: scopedId(input$(balance.timers!.name), i.id), fingerprint: i.fingerprint };
-    }
-  }
-}
-
 /** One wallet: its state, the ids it decided with their records, its pending timers, its entries. */
 class Wallet {
   state: WalletState = actor.initial();
-  readonly kept = new Map<string, { fingerprint: string; record: OperationRecord | undefined }>();
-  readonly timers = new Map<string, number>();
+  readonly ids = new KeptIds();
   readonly entries: LedgerEntry[] = [];
 
   constructor(readonly id: string) {}
 
-  context(nowMs: number, position: string): ActorContext<OperationRecord> {
-    return { nowMs, position, recorded: (id, scope) => this.kept.get(scope === undefined ? id : scopedId({ scope }, id))?.record };
+  get kept() {
+    return this.ids.kept;
+  }
+
+  get timers() {
+    return this.ids.timers;
   }
 
   /** The record kept for a transfer step's id at this wallet. */
@@ -89,34 +71,14 @@ class Wallet {
   }
 
   send(input: WalletInput, nowMs: number, position: string): Observed {
-    let id: { id: string; fingerprint: string } | undefined;
-    if (input.type !== "flag") {
-      id = identity(input);
-      const prior = this.kept.get(id.id);
-      if (prior) return prior.fingerprint === id.fingerprint ? { type: "repeat" } : { type: "conflict" };
-    }
-    if (input.type === "timer") {
-      if (this.timers.get(input.fired.timerId) !== input.fired.dueMs) {
-        this.kept.set(id!.id, { fingerprint: id!.fingerprint, record: undefined });
-        return { type: "skipped" };
-      }
-      this.timers.delete(input.fired.timerId);
-    }
-    const outcome = actor.handle(this.state, input, this.context(nowMs, position));
+    const admitted = this.ids.admit(input);
+    if (admitted.type !== "admitted") return { type: admitted.type };
+    const outcome = actor.handle(this.state, input, this.ids.context(nowMs, position));
     if (isTerminal(outcome)) return { type: "terminal", code: outcome.terminal.code };
     this.state = outcome.state;
     if (input.type === "flag") return { type: "flag" };
-    this.kept.set(id!.id, { fingerprint: id!.fingerprint, record: outcome.record });
-    for (const t of outcome.timers ?? []) {
-      if (t.dueMs === null) this.timers.delete(t.id);
-      else this.timers.set(t.id, t.dueMs);
-    }
-    const seen: Decision = { type: "decided", rejection: outcome.rejection, record: outcome.record, entries: [], steps: [], opened: [], timers: outcome.timers ?? [] };
-    for (const out of outcome.emits) {
-      if (out.type === "entry") seen.entries.push(out.entry);
-      else if (out.type === "step") seen.steps.push(out.step);
-      else seen.opened.push(out.opened);
-    }
+    this.ids.keep(admitted.identity!, outcome);
+    const seen: Decision = { type: "decided", rejection: outcome.rejection, record: outcome.record, ...splitEmits(outcome.emits), timers: outcome.timers ?? [] };
     for (const e of seen.entries) expect(e.walletId).toBe(this.id);
     this.entries.push(...seen.entries);
     return seen;
@@ -469,7 +431,7 @@ describe("a transfer past its deadline", () => {
     net.deliver();
     expect(net.fire("a", transferTimerId("t1"), due)).toEqual({ type: "skipped" });
     const a = net.wallet("a");
-    const stale = actor.handle(a.state, { type: "timer", fired: { walletId: "a", timerId: transferTimerId("t1"), dueMs: due } }, a.context(net.nowMs, "test:0:0"));
+    const stale = actor.handle(a.state, { type: "timer", fired: { walletId: "a", timerId: transferTimerId("t1"), dueMs: due } }, a.ids.context(net.nowMs, "test:0:0"));
     expect(isTerminal(stale)).toBe(false);
     if (isTerminal(stale)) return;
     expect(stale.emits).toEqual([]);
@@ -480,7 +442,7 @@ describe("a transfer past its deadline", () => {
     const due2 = net.wallet("a").timers.get(transferTimerId("t2"))!;
     net.deliver();
     net.deliver();
-    const stale2 = actor.handle(a.state, { type: "timer", fired: { walletId: "a", timerId: transferTimerId("t2"), dueMs: due2 } }, a.context(net.nowMs, "test:0:0"));
+    const stale2 = actor.handle(a.state, { type: "timer", fired: { walletId: "a", timerId: transferTimerId("t2"), dueMs: due2 } }, a.ids.context(net.nowMs, "test:0:0"));
     expect(!isTerminal(stale2) && stale2.emits).toEqual([]);
   });
 

@@ -11,7 +11,7 @@
 // in transfer.test.ts.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { isTerminal, type ActorContext, type TimerRequest } from "../../actors/types.js";
+import { isTerminal, type TimerRequest } from "../../actors/types.js";
 import {
   REJECTION_REASONS,
   TRANSFER_SCOPE,
@@ -28,12 +28,11 @@ import {
   type WalletOpened,
   type WalletState,
 } from "../../actors/wallet.js";
-import { balance } from "../../src/groups/balance.js";
 import { scopedId } from "../../src/runtime/group.js";
 import { TIMER_SCOPE } from "../../src/runtime/timers.js";
-import { commandFingerprint, commands, reversalId } from "../../src/topics/commands.js";
-import { deposits } from "../../src/topics/deposits.js";
+import { reversalId } from "../../src/topics/commands.js";
 import { CREDIT_REFUSAL_REASONS, transfers } from "../../src/topics/transfers.js";
+import { KeptIds, splitEmits } from "./runtime-imitation.js";
 
 // Small limits, so that every rule's edge is within reach of a short sequence. A
 // transfer's maximum differs from a deposit's, so that a test can tell which applies.
@@ -69,65 +68,29 @@ type Observed =
       timers: TimerRequest[];
     };
 
-/** The runtime's id of an input (scoped as the balance group scopes it) and its fingerprint, from the topics' own identities. */
-function runtimeIdentity(input: Exclude<WalletInput, { type: "flag" }>): { id: string; fingerprint: string } {
-  const scope = (topic: string) => balance.inputs.find((i) => i.topic.name === topic)!;
-  switch (input.type) {
-    case "command": {
-      const c = input.command;
-      if (input.source === "deposits" && c.kind === "deposit") {
-        const identity = deposits.identity({ depositId: c.operationId, walletId: c.walletId, amountMinor: c.amountMinor, eventTimeMs: c.eventTimeMs });
-        return { id: scopedId(scope(deposits.name), identity.id), fingerprint: identity.fingerprint };
-      }
-      const identity = commands.identity(c);
-      return { id: scopedId(scope(commands.name), identity.id), fingerprint: identity.fingerprint };
-    }
-    case "transfer": {
-      const identity = transfers.identity(input.step);
-      return { id: scopedId(scope(transfers.name), identity.id), fingerprint: identity.fingerprint };
-    }
-    case "timer": {
-      const identity = balance.timers!.identity(input.fired);
-      return { id: scopedId(scope(balance.timers!.name), identity.id), fingerprint: identity.fingerprint };
-    }
-  }
-}
-
 class Driver {
   readonly actor = walletActor(LIMITS);
   state: WalletState = this.actor.initial();
-  /** What the runtime keeps per decided id (by its scoped id): its fingerprint and the actor's record, if any. */
-  readonly kept = new Map<string, { fingerprint: string; record: OperationRecord | undefined }>();
-  /** The wallet's pending timers: id → due. */
-  readonly timers = new Map<string, number>();
+  /** What the runtime keeps per decided id (by its scoped id), and the pending timers. */
+  readonly ids = new KeptIds();
   /** Every entry the actor emitted, in order. */
   readonly entries: LedgerEntry[] = [];
   private step = 0;
 
-  context(nowMs: number, position: string): ActorContext<OperationRecord> {
-    return { nowMs, position, recorded: (id, scope) => this.kept.get(scope === undefined ? id : scopedId({ scope }, id))?.record };
+  get kept() {
+    return this.ids.kept;
+  }
+
+  get timers() {
+    return this.ids.timers;
   }
 
   /** Hands one input over, as the runtime would: at `position`, the processor's clock at `nowMs`. */
   send(input: WalletInput, nowMs: number, position = `test:0:${++this.step}`): Observed {
-    let identity: { id: string; fingerprint: string } | undefined;
-    if (input.type !== "flag") {
-      // The runtime's dedupe: the id's first decision is the one.
-      identity = runtimeIdentity(input);
-      const prior = this.kept.get(identity.id);
-      if (prior) return prior.fingerprint === identity.fingerprint ? { type: "repeat" } : { type: "conflict" };
-    }
-    if (input.type === "timer") {
-      // A firing of a timer no longer pending at that time is skipped (its id bound);
-      // a pending one is cleared, whatever the actor makes of it.
-      if (this.timers.get(input.fired.timerId) !== input.fired.dueMs) {
-        this.kept.set(identity!.id, { fingerprint: identity!.fingerprint, record: undefined });
-        return { type: "skipped" };
-      }
-      this.timers.delete(input.fired.timerId);
-    }
+    const admitted = this.ids.admit(input);
+    if (admitted.type !== "admitted") return { type: admitted.type };
     const before = this.state;
-    const outcome = this.actor.handle(before, input, this.context(nowMs, position));
+    const outcome = this.actor.handle(before, input, this.ids.context(nowMs, position));
     if (isTerminal(outcome)) return { type: "terminal", code: outcome.terminal.code };
     this.state = outcome.state;
     if (input.type === "flag") {
@@ -137,17 +100,9 @@ class Driver {
       expect(outcome.timers ?? []).toEqual([]);
       return { type: "flag" };
     }
-    this.kept.set(identity!.id, { fingerprint: identity!.fingerprint, record: outcome.record });
-    for (const timer of outcome.timers ?? []) {
-      if (timer.dueMs === null) this.timers.delete(timer.id);
-      else this.timers.set(timer.id, timer.dueMs);
-    }
-    const seen = { type: "decided" as const, rejection: outcome.rejection, record: outcome.record, emits: [] as LedgerEntry[], steps: [] as TransferStep[], opened: [] as WalletOpened[], timers: outcome.timers ?? [] };
-    for (const out of outcome.emits) {
-      if (out.type === "entry") seen.emits.push(out.entry);
-      else if (out.type === "step") seen.steps.push(out.step);
-      else seen.opened.push(out.opened);
-    }
+    this.ids.keep(admitted.identity!, outcome);
+    const { entries, steps, opened } = splitEmits(outcome.emits);
+    const seen = { type: "decided" as const, rejection: outcome.rejection, record: outcome.record, emits: entries, steps, opened, timers: outcome.timers ?? [] };
     this.entries.push(...seen.emits);
     return seen;
   }
