@@ -24,8 +24,35 @@ export type AmountResult = { ok: true; minor: bigint } | { ok: false; code: Amou
 // is reported as "must be positive" rather than "not a decimal"), no spaces.
 const DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
 
-/** Whether JSON number text is plain decimal notation, which parseAmount judges digit by digit. */
-export const isPlainDecimal = (text: string) => DECIMAL.test(text);
+// JSON number text in exponent form: 2.05e1, 20499999999999999e-15, 1E+2.
+const EXPONENT = /^(-?)(\d+)(?:\.(\d+))?[eE]([+-]?\d+)$/;
+/** Decimal places an exponent may move the point past, beyond any amount's digits. */
+const EXPONENT_SHIFT_MAX = 64;
+
+/**
+ * The exact plain decimal that JSON number text stands for, or undefined when it is
+ * not a number's text. Exponent forms are shifted digit by digit, never through a
+ * float: 20499999999999999e-15 is "20.499999999999999" (refused: 15 decimals), not
+ * 20.5. A shift beyond any amount's size gives a value judged the same way (too many
+ * decimals, or too large) without building a string of its length.
+ */
+export function exactDecimal(text: string): string | undefined {
+  if (DECIMAL.test(text)) return text;
+  const match = EXPONENT.exec(text);
+  if (!match) return undefined;
+  const [, sign = "", integer = "", fraction = "", exponentText = ""] = match;
+  const all = integer + fraction;
+  const digits = all.replace(/^0+/, "");
+  if (digits === "") return `${sign}0`;
+  // The point sits after `point` of `digits`: after the integer part, moved by the
+  // exponent, less the leading zeros dropped.
+  const point = integer.length + Number(exponentText) - (all.length - digits.length);
+  if (!Number.isFinite(point) || point > EXPONENT_SHIFT_MAX) return `${sign}1${"0".repeat(EXPONENT_SHIFT_MAX)}`;
+  if (point < -EXPONENT_SHIFT_MAX) return `${sign}0.${"0".repeat(EXPONENT_SHIFT_MAX)}1`;
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return `${sign}${digits}${"0".repeat(point - digits.length)}`;
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
 // More integer digits than this cannot be under any sane maximum and would make the
 // BigInt below do needless work on hostile input.
 const INTEGER_DIGITS_MAX = 18;

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { formatMinor, parseAmount } from "../src/money.js";
+import { exactDecimal, formatMinor, parseAmount } from "../src/money.js";
 
 const MAX = 100_000_000_000n; // 1,000,000,000.00
 
@@ -87,6 +87,44 @@ describe("formatMinor", () => {
         }
         expect(Number(formatMinor(parsed.minor))).toBe(Number(text));
         expect(parseAmount(formatMinor(parsed.minor), MAX)).toEqual(parsed);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+});
+
+describe("exactDecimal", () => {
+  test.each([
+    ["20499999999999999e-15", "20.499999999999999"],
+    ["2.05e1", "20.5"],
+    ["1E+2", "100"],
+    ["00.10e1", "1.0"],
+    ["-3e2", "-300"],
+    ["0e5", "0"],
+    ["20.5", "20.5"],
+    ["abc", undefined],
+    ["1e", undefined],
+  ])("%s is %p", (text, decimal) => {
+    expect(exactDecimal(text)).toBe(decimal);
+  });
+
+  test("a shift past any amount's size is judged, not built: too large or too many decimals", () => {
+    expect(parseAmount(exactDecimal("1e99999999999999999999"), MAX)).toMatchObject({ ok: false, code: "amount_exceeds_max" });
+    expect(parseAmount(exactDecimal("1e-99999999999999999999"), MAX)).toMatchObject({ ok: false, code: "amount_has_too_many_decimals" });
+  });
+
+  // Within the shift exactDecimal builds (64 places either way).
+  test("equals mantissa x 10^exponent, computed in integers", () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 10n ** 20n }), fc.nat({ max: 12 }), fc.integer({ min: -40, max: 40 }), (whole, fractionDigits, exponent) => {
+        const digits = whole.toString().padStart(fractionDigits + 1, "0");
+        const mantissa = fractionDigits === 0 ? digits : `${digits.slice(0, -fractionDigits)}.${digits.slice(-fractionDigits)}`;
+        const decimal = exactDecimal(`${mantissa}e${exponent}`)!;
+        // decimal = whole * 10^(exponent - fractionDigits): compare both scaled to integers.
+        const [integer, fraction = ""] = decimal.split(".");
+        const scaled = BigInt(integer! + fraction);
+        const shift = exponent - fractionDigits + fraction.length;
+        expect(shift >= 0 ? scaled === whole * 10n ** BigInt(shift) : scaled * 10n ** BigInt(-shift) === whole).toBe(true);
       }),
       { numRuns: 2_000 },
     );

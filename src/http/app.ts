@@ -7,7 +7,7 @@ import type { UserState } from "../../actors/users.js";
 import { available, initialWallet, OPEN_OPERATION_ID, TRANSFER_SCOPE, transferStepId, type OperationRecord, type WalletCommand, type WalletState } from "../../actors/wallet.js";
 import type { LogHealth } from "../log/guard.js";
 import type { RecordPosition } from "../log/log.js";
-import { formatMinor, isPlainDecimal, parseAmount, parseCreditLimit } from "../money.js";
+import { exactDecimal, formatMinor, parseAmount, parseCreditLimit } from "../money.js";
 import { isRetryable } from "../runtime/errors.js";
 import type { Emitter } from "../runtime/emitter.js";
 import { scopedId } from "../runtime/group.js";
@@ -647,12 +647,12 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
     throw new ApiError(400, "body_must_be_utf8", "the body must be UTF-8 text");
   }
   let body: unknown;
-  // A money number in plain decimal notation is replaced by its source text (JSON.parse
+  // A money number is replaced by the exact decimal its source text stands for (JSON.parse
   // source text access), so it is judged by the digits sent, not by a float:
-  // 20.499999999999999 must not pass as 20.5.
+  // 20.499999999999999 and 20499999999999999e-15 must not pass as 20.5.
   try {
     body = JSON.parse(text, function (this: object, key: string, value: unknown, context?: { source?: string }) {
-      if (typeof value === "number" && MONEY_FIELDS.has(key) && context?.source !== undefined && isPlainDecimal(context.source)) return context.source;
+      if (typeof value === "number" && MONEY_FIELDS.has(key) && context?.source !== undefined) return exactDecimal(context.source) ?? value;
       return value;
     } as (key: string, value: unknown) => unknown);
   } catch {

@@ -45,7 +45,13 @@ describe("money is judged by the digits sent", () => {
     ['{"wallet_id":"w","amount":20.499999999999999}', 400, "amount_has_too_many_decimals"],
     ['{"wallet_id":"w","amount":0.30000000000000004}', 400, "amount_has_too_many_decimals"],
     ['{"wallet_id":"w","amount":-0}', 400, "amount_must_be_positive"],
-    ['{"wallet_id":"w","amount":1e309}', 400, "amount_must_be_finite"],
+    // Exponent forms are shifted digit by digit, never through a float.
+    ['{"wallet_id":"w","amount":20499999999999999e-15}', 400, "amount_has_too_many_decimals"],
+    ['{"wallet_id":"w","amount":2050000000000000001e-17}', 400, "amount_has_too_many_decimals"],
+    ['{"wallet_id":"w","amount":1e-400}', 400, "amount_has_too_many_decimals"],
+    ['{"wallet_id":"w","amount":1e309}', 400, "amount_exceeds_max"],
+    ['{"wallet_id":"w","amount":-2e1}', 400, "amount_must_be_positive"],
+    ['{"wallet_id":"w","amount":0e5}', 400, "amount_must_be_positive"],
   ])("%s -> %d %s", async (body, status, code) => {
     await log.ensureTopics(topicSpecs(GROUPS, 12));
     const res = await app.request("/deposit", { method: "POST", body });
@@ -58,6 +64,17 @@ describe("money is judged by the digits sent", () => {
     const res = await app.request("/deposit", { method: "POST", body: '{"wallet_id":"w","amount":1e2}' });
     expect(res.status).toBe(202);
     expect(await res.text()).toContain('"amount":100,');
+  });
+
+  test.each([
+    ["2.05e1", "20.5"],
+    ["205E-1", "20.5"],
+    ["0.0001e4", "1"],
+  ])("the exponent form %s is the exact amount %s", async (number, amount) => {
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
+    const res = await app.request("/deposit", { method: "POST", body: `{"wallet_id":"w","amount":${number}}` });
+    expect(res.status).toBe(202);
+    expect(await res.text()).toContain(`"amount":${amount},`);
   });
 
   test("a body that is not UTF-8 is refused, not decoded to U+FFFD", async () => {
