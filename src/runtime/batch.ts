@@ -31,6 +31,8 @@ export interface BatchReads {
    * its own output. Undefined: output is not carried (the embedded log commits it).
    */
   deliveredBefore?(partition: number): number;
+  /** How far an event's time may be ahead of its record's timestamp; further is dead-lettered. */
+  eventTimeAheadMaxMs?: number;
 }
 
 /** A processed batch, ready to commit: state changes, progress and output. */
@@ -154,6 +156,14 @@ export class BatchBuilder {
     const home = partitionForKey(record.key, this.partitions);
     if (home !== record.partition) {
       return { code: "wrong_partition", message: `wallet ${record.key} belongs in partition ${home} (Kafka's murmur2); a producer with another partitioner split it` };
+    }
+    const eventTimeMs = input.topic.eventTimeMs?.(value);
+    const aheadMaxMs = this.reads.eventTimeAheadMaxMs;
+    if (eventTimeMs !== undefined && aheadMaxMs !== undefined && eventTimeMs > record.timestampMs + aheadMaxMs) {
+      return {
+        code: "event_time_too_far_ahead",
+        message: `the event time ${new Date(eventTimeMs).toISOString()} is more than ${aheadMaxMs / 1000} s (EVENT_TIME_FUTURE_MAX_SECONDS) after the record was written, at ${new Date(record.timestampMs).toISOString()}`,
+      };
     }
     const identity = input.topic.identity(value);
     const id = scopedId(input, identity.id);

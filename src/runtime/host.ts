@@ -42,7 +42,7 @@ export class ProcessorHost implements Processors {
       for (const group of groups) store.drop(group.name);
       console.log(`state of ${groups.map((g) => g.name).join(", ")} discarded: rebuilding from the log`);
     }
-    const processors = groups.map((group) => new Processor(group, group.actor(config), log, store, committer, DEFAULT_PROCESSOR_LIMITS));
+    const processors = groups.map((group) => new Processor(group, group.actor(config), log, store, committer, { ...DEFAULT_PROCESSOR_LIMITS, eventTimeAheadMaxMs: config.eventTimeFutureMaxMs }));
     return new ProcessorHost(log, store, processors);
   }
 

@@ -29,6 +29,8 @@ export interface ProcessorLimits {
   timerRefireMs: number;
   /** Due timers produced per scan and partition, at most. */
   timerFiringsMax: number;
+  /** An input event whose time is further ahead of its record's timestamp is dead-lettered (EVENT_TIME_FUTURE_MAX_SECONDS). */
+  eventTimeAheadMaxMs: number;
 }
 
 export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
@@ -42,6 +44,7 @@ export const DEFAULT_PROCESSOR_LIMITS: ProcessorLimits = {
   timerScanIntervalMs: 100,
   timerRefireMs: 10_000,
   timerFiringsMax: 1_000,
+  eventTimeAheadMaxMs: 300_000,
 };
 
 /**
@@ -301,6 +304,7 @@ export class Processor {
         position: (tp) => this.positions.get(tpKey(tp))?.offset ?? 0,
         nowMs: this.clock(),
         timer: (walletId, timerId) => this.store.timer(owner, walletId, timerId),
+        eventTimeAheadMaxMs: this.limits.eventTimeAheadMaxMs,
         ...(this.committer.restoresOnAssign ? { deliveredBefore: (partition: number) => this.store.progress(owner, { topic: this.group.changelog, partition }) } : {}),
       });
       for (const record of records) builder.add(record);

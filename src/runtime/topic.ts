@@ -25,6 +25,12 @@ export interface Topic<T> {
   identity(value: T): EventIdentity;
   /** The dead-letter code for an id that comes again with another fingerprint. */
   readonly conflictCode: string;
+  /**
+   * The event's own time, for topics whose values carry one. It may be earlier than
+   * the record's timestamp by any amount, later only by `eventTimeAheadMaxMs` (see
+   * ProcessorLimits): a time far ahead would anchor windows and deadlines in the future.
+   */
+  eventTimeMs?(value: T): number;
 }
 
 // Kafka topic names allow these characters, up to 249; ".dlq" and "-table" are

@@ -119,4 +119,5 @@ export const commands = defineTopic<WalletCommand>({
   key: (c) => c.walletId,
   identity: (c) => ({ id: c.operationId, fingerprint: commandFingerprint(c) }),
   conflictCode: "idempotency_key_reused",
+  eventTimeMs: (c) => c.eventTimeMs,
 });

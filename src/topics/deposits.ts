@@ -39,4 +39,5 @@ export const deposits = defineTopic<DepositEvent>({
   key: (d) => d.walletId,
   identity: (d) => ({ id: d.depositId, fingerprint: `amount_minor=${d.amountMinor}` }),
   conflictCode: "deposit_id_reused_with_different_amount",
+  eventTimeMs: (d) => d.eventTimeMs,
 });

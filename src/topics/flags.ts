@@ -54,4 +54,5 @@ export const flags = defineTopic<FlagChange>({
   key: (f) => f.walletId,
   identity: (f) => ({ id: f.eventId, fingerprint: `flagged=${f.flagged},reason=${f.reason}` }),
   conflictCode: "event_id_reused_with_different_content",
+  eventTimeMs: (f) => f.eventTimeMs,
 });

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { loadConfig } from "../../src/config.js";
 import { partitionForKey } from "../../src/log/murmur2.js";
 import { openLog } from "../../src/log/open.js";
-import { backends, eventually, runCli, spawnDev, tempDataDir, testConfig } from "../support.js";
+import { decodeDeadLetter } from "../../src/runtime/dead-letter.js";
+import { backends, eventually, readTopic, runCli, spawnDev, tempDataDir, testConfig } from "../support.js";
 
 interface CheckBody {
   wallet_id: string;
@@ -180,6 +181,33 @@ for (const backend of await backends("CLIs")) {
         expect(letter.key).toBe(wallet);
         expect(letter.value).toMatchObject({ reason_code: "undecodable", key: wallet, headers: { producer: "kcat" }, source: { topic: "deposits" } });
         expect(letter.value.value).toEqual({ undecodable_base64: Buffer.from([0xff, 0xff, 0xff]).toString("base64") });
+      }
+    });
+
+    test("a deposit dated far ahead is dead-lettered and does not blind the detector (it anchored the window in 9999)", async () => {
+      const wallet = "cli-future-dated";
+      await emit(wallet, "1", ["--at", "9999-01-01T00:00:00Z"]);
+      for (const amount of ["6000", "5000"]) {
+        const res = await fetch(`${dev.base}/deposit`, { method: "POST", body: JSON.stringify({ wallet_id: wallet, amount }) });
+        expect(res.status).toBe(202);
+      }
+      const state = await eventually(async () => {
+        const s = await check(dev.base, wallet);
+        expect(s.above_threshold).toBe(true);
+        return s;
+      }, CONVERGE_MS);
+      expect(state).toMatchObject({ balance: 11000, deposit_count: 2 });
+      const log = await openLog(loadConfig(env), "cli");
+      try {
+        const letters = await eventually(async () => {
+          const mine = (await readTopic(log, "deposits.dlq")).filter((r) => r.key === wallet).map((r) => decodeDeadLetter(r.value));
+          expect(mine).toHaveLength(2);
+          return mine;
+        }, CONVERGE_MS);
+        expect(letters.map((l) => l.group).sort()).toEqual(["balance", "threshold"]);
+        for (const letter of letters) expect(letter.reasonCode).toBe("event_time_too_far_ahead");
+      } finally {
+        await log.close();
       }
     });
 
