@@ -1,3 +1,4 @@
+import { parseTokens, type Tokens } from "./http/auth.js";
 import { parseConfiguredAmount, parseCreditLimit } from "./money.js";
 
 /**
@@ -33,6 +34,16 @@ export interface Config {
   checkAfterWaitMs: number;
   /** How long a write to Kafka may take before the API answers 503 (the write may still land). */
   produceTimeoutMs: number;
+  /** How far an event's time may be ahead of the time its record was written; further is dead-lettered. */
+  eventTimeFutureMaxMs: number;
+  /** Bearer tokens: API_TOKENS (write), ADMIN_TOKENS (admin), READ_TOKENS (read). */
+  tokens: Tokens;
+  /** NODE_ENV=production: the API refuses to start without API_TOKENS. */
+  production: boolean;
+  /** Writes one API instance has in flight, at most; more are shed with 503 overloaded. */
+  writesInFlightMax: number;
+  /** Kafka: records waiting in the client to be sent, at most; past it a write fails at once. */
+  produceQueueRecordsMax: number;
 }
 
 export interface ThresholdConfig {
@@ -110,6 +121,11 @@ export function loadConfig(env: Env = process.env): Config {
     replicationFactor: integer(env, "REPLICATION_FACTOR", 1, 1, 32),
     checkAfterWaitMs: integer(env, "CHECK_AFTER_WAIT_MS", 2000, 0, 30_000),
     produceTimeoutMs: integer(env, "PRODUCE_TIMEOUT_MS", 5000, 100, 60_000),
+    eventTimeFutureMaxMs: integer(env, "EVENT_TIME_FUTURE_MAX_SECONDS", 300, 0, 7 * 86400) * 1000,
+    tokens: { write: parseTokens("API_TOKENS", env.API_TOKENS), admin: parseTokens("ADMIN_TOKENS", env.ADMIN_TOKENS), read: parseTokens("READ_TOKENS", env.READ_TOKENS) },
+    production: env.NODE_ENV === "production",
+    writesInFlightMax: integer(env, "WRITES_IN_FLIGHT_MAX", 1024, 1, 100_000),
+    produceQueueRecordsMax: integer(env, "PRODUCE_QUEUE_RECORDS_MAX", 50_000, 100, 10_000_000),
   };
   if (config.balanceMaxMinor > INT64_MAX / 2n) throw new Error("BALANCE_MAX is too large for int64 balances");
   if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");

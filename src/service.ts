@@ -14,6 +14,8 @@ import { ProcessorHost, WorkerProcessors, type Processors } from "./runtime/host
 import { ChangelogView, LocalTable, type TableReader } from "./runtime/view.js";
 import { StateStore } from "./store/state-store.js";
 import { commands } from "./topics/commands.js";
+import { flags } from "./topics/flags.js";
+import { Auth } from "./http/auth.js";
 
 export interface ServiceOptions {
   /** Serve the HTTP API (and keep the views it reads). */
@@ -51,6 +53,9 @@ export class Service {
   ) {}
 
   static async start(config: Config, options: ServiceOptions): Promise<Service> {
+    if (options.api && config.production && config.tokens.write.length === 0) {
+      throw new Error("NODE_ENV=production and no API_TOKENS: refusing to serve writes to anyone; set API_TOKENS (and ADMIN_TOKENS for admin actions)");
+    }
     const host = { rebuildState: options.rebuildState ?? false };
     const processors = options.groups.length === 0
       ? undefined
@@ -64,6 +69,7 @@ export class Service {
       process.exit(70);
     });
     if (!options.api) return new Service(undefined, undefined, processors, () => {}, undefined);
+    const auth = new Auth(config.tokens);
     const log = await openLog(config, "api");
     const { views, close } = openViews(config, log);
     const guard = new LogGuard(log);
@@ -85,9 +91,13 @@ export class Service {
       transferAmountMaxMinor: config.transferAmountMaxMinor,
       userWalletsMax: config.userWalletsMax,
       checkAfterWaitMs: config.checkAfterWaitMs,
+      auth,
+      writesInFlightMax: config.writesInFlightMax,
+      flagEvents: new Emitter(guard, flags),
     });
     service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: MAX_REQUEST_BODY_BYTES });
     console.log(`depositaja listening on http://localhost:${service.server.port}`);
+    console.log(auth.describe());
     return service;
   }
 

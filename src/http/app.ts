@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodType } from "zod";
 import type { FlagState } from "../../actors/flagger.js";
+import type { FlagChange } from "../../actors/types.js";
 import type { UserState } from "../../actors/users.js";
 import { available, initialWallet, OPEN_OPERATION_ID, TRANSFER_SCOPE, transferStepId, type OperationRecord, type WalletCommand, type WalletState } from "../../actors/wallet.js";
 import type { LogHealth } from "../log/guard.js";
@@ -13,10 +14,11 @@ import type { Emitter } from "../runtime/emitter.js";
 import { scopedId } from "../runtime/group.js";
 import type { AppliedRecord, TableReader } from "../runtime/view.js";
 import { commandFingerprint, REVERSAL_ID_PREFIX, reversalId } from "../topics/commands.js";
+import { Auth, NO_TOKENS, type Role } from "./auth.js";
 import { renderDocs } from "./docs.js";
 import { ApiError, errorResponse } from "./errors.js";
 import { RawNumber, stringify } from "./json.js";
-import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, OPEN_WAIT_SECONDS, PREFER_WAIT_SECONDS_MAX, routes } from "./routes.js";
+import { ErrorBody, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, OPEN_WAIT_SECONDS, PREFER_WAIT_SECONDS_MAX, routes } from "./routes.js";
 
 /** Requests larger than this are refused, before they are read when their length is declared. */
 export const BODY_BYTES_MAX = 16 * 1024;
@@ -27,6 +29,8 @@ export const MAX_REQUEST_BODY_BYTES = 1024 * 1024;
 export const VIEW_STALE_AFTER_MS = 5_000;
 /** What a 503 tells a client to wait before retrying, in seconds (RFC 9110 Retry-After). */
 export const RETRY_AFTER_SECONDS = 1;
+/** Writes one API instance has in flight, at most, unless WRITES_IN_FLIGHT_MAX says otherwise. */
+export const WRITES_IN_FLIGHT_MAX_DEFAULT = 1024;
 
 /** The log's health as the API needs it: the last state seen, and a real check. */
 export interface Health {
@@ -52,6 +56,12 @@ export interface AppDeps {
   checkAfterWaitMs?: number;
   /** The clock that stamps accepted commands; tests pass their own. */
   nowMs?: () => number;
+  /** Who may do what; open (no tokens) when absent. */
+  auth?: Auth;
+  /** Writes in flight (awaiting the log, or their decision with `Prefer: wait`), at most; more are shed with 503 overloaded. */
+  writesInFlightMax?: number;
+  /** Manual flag events (PUT/DELETE /wallets/{wallet_id}/flag); the routes answer 503 without it. */
+  flagEvents?: Emitter<FlagChange>;
 }
 
 /**
@@ -69,6 +79,7 @@ interface Pending {
 
 // A route's validated parts: params, query, headers and body, by name.
 type Parts = { params: Record<string, string>; query: Record<string, string | undefined>; headers: Record<string, string | undefined>; body: Record<string, unknown> };
+type Handler = (c: Context, parts: Parts) => Promise<Response> | Response;
 
 /**
  * The HTTP API on Hono. It validates at the edge with the route declarations of
@@ -83,11 +94,18 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   const spec = routes({ amountMaxMinor: deps.depositAmountMaxMinor, creditLimitMaxMinor: deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor, transferAmountMaxMinor });
   const pending = new PendingWrites(PENDING_ENTRIES_MAX);
 
+  const auth = deps.auth ?? new Auth(NO_TOKENS);
+
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
-    // Refusals of Hono's own middleware keep their status, in our error shape.
+    // Refusals of Hono's own middleware keep their status, in our error shape; bearerAuth's
+    // carry their JSON body already, and the WWW-Authenticate challenge.
     if (error instanceof HTTPException && error.status < 500) {
-      return errorResponse(c, new ApiError(error.status as 400, httpCode(error.status), error.message || "the request was refused"));
+      if (error.res?.headers.get("content-type")?.startsWith("application/json")) return error.getResponse();
+      const refusal = errorResponse(c, new ApiError(error.status as 400, httpCode(error.status), error.message || "the request was refused"));
+      const challenge = error.res?.headers.get("www-authenticate");
+      if (challenge) refusal.headers.set("WWW-Authenticate", challenge);
+      return refusal;
     }
     console.error("unhandled error", error);
     return errorResponse(c, new ApiError(500, "internal_error", "the server failed to handle the request"));
@@ -123,13 +141,41 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     };
   };
 
-  /** Registers a route for the document, and serves it with its declaration as the validator. */
+  /**
+   * Registers a route for the document, and serves it with its declaration as the
+   * validator, behind the auth its role needs: reads "read", other methods "write",
+   * admin actions "admin", and null for probes that are always open.
+   */
   const paths: string[] = [];
-  const endpoint = (route: RouteConfig, handler: (c: Context, parts: Parts) => Promise<Response> | Response) => {
-    app.openAPIRegistry.registerPath(route);
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "A token from API_TOKENS (writes), ADMIN_TOKENS (admin actions) or READ_TOKENS (reads, when set). With no tokens configured the service is open." });
+  /**
+   * Writes in flight are bounded: past `writesInFlightMax` a write is refused at once,
+   * before its body is read, with 503 and Retry-After, so that overload costs a short
+   * answer instead of growing the queue, the latency and the memory of the others.
+   */
+  const writesInFlightMax = deps.writesInFlightMax ?? WRITES_IN_FLIGHT_MAX_DEFAULT;
+  let writesInFlight = 0;
+  const shed = (route: RouteConfig, handler: Handler) => async (c: Context) => {
+    if (writesInFlight >= writesInFlightMax) {
+      throw new ApiError(503, "overloaded", `${writesInFlight} writes are in flight, the most this instance takes (WRITES_IN_FLIGHT_MAX); nothing was stored: retry after Retry-After`, {
+        headers: { "Retry-After": String(RETRY_AFTER_SECONDS) },
+      });
+    }
+    writesInFlight++;
+    try {
+      return await handler(c, await validated(c, route));
+    } finally {
+      writesInFlight--;
+    }
+  };
+  const endpoint = (route: RouteConfig, handler: Handler, role: Role | null = route.method === "get" ? "read" : "write") => {
+    app.openAPIRegistry.registerPath(role === null ? route : secured(route, role));
     const path = route.path.replace(/\{(\w+)\}/g, ":$1");
     if (!paths.includes(path)) paths.push(path);
-    app.on(route.method.toUpperCase(), path, async (c) => handler(c, await validated(c, route)));
+    const serve = role === "write" || role === "admin" ? shed(route, handler) : async (c: Context) => handler(c, await validated(c, route));
+    const guard = role === null ? undefined : auth.guard(role);
+    if (guard) app.on(route.method.toUpperCase(), path, guard, serve);
+    else app.on(route.method.toUpperCase(), path, serve);
   };
 
   /** A transfer's outcome at its source, once the destination's answer came back. */
@@ -180,7 +226,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     let held = pending.get(key);
     if (held && held.fingerprint !== fingerprint) throw reused();
     if (!held) {
-      const position = await emitOrUnavailable(deps.commands, command);
+      const position = await emitOrUnavailable(deps.commands, command, command.kind === "deposit" ? { operation_id: command.operationId, deposit_id: command.operationId } : { operation_id: command.operationId });
       held = {
         fingerprint,
         position,
@@ -291,7 +337,18 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   endpoint(spec.creditLimit, (c, parts) => {
     const creditLimitMinor = money(parseCreditLimit(parts.body.credit_limit, deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor));
     return write(c, parts, { kind: "credit_limit", operationId: operationId(parts), walletId: parts.params.wallet_id!, creditLimitMinor, ...common(parts) });
-  });
+  }, "admin");
+
+  const flagWallet = (flagged: boolean) => async (c: Context, parts: Parts) => {
+    const emitter = deps.flagEvents;
+    if (!emitter) throw new ApiError(503, "log_unavailable", "this API instance cannot write flag events", { headers: { "Retry-After": String(RETRY_AFTER_SECONDS) } });
+    const eventId = parts.headers["idempotency-key"] ?? `manual:${Bun.randomUUIDv7()}`;
+    const walletId = parts.params.wallet_id!;
+    const position = await emitOrUnavailable(emitter, { eventId, walletId, flagged, reason: "manual", eventTimeMs: nowMs() }, { event_id: eventId });
+    return exactJson(c, 202, { event_id: eventId, wallet_id: walletId, flagged, status: "pending", position: `${position.partition}:${position.offset}` });
+  };
+  endpoint(spec.flag, flagWallet(true), "admin");
+  endpoint(spec.unflag, flagWallet(false), "admin");
 
   endpoint(spec.reverse, (c, parts) => {
     const target = parts.params.operation_id!;
@@ -301,7 +358,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       throw new ApiError(404, "operation_not_found", `wallet ${parts.params.wallet_id} has no decided operation ${target} to reverse (yet: a write just accepted may take a moment)`);
     }
     return write(c, parts, { kind: "reversal", operationId: reversalId(target), walletId: parts.params.wallet_id!, reversalOf: target, eventTimeMs: nowMs(), description: "", reference: "" });
-  });
+  }, "admin");
 
   endpoint(spec.operation, async (c, parts) => {
     const walletId = parts.params.wallet_id!;
@@ -369,7 +426,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     });
   });
 
-  endpoint(spec.health, (c) => c.json({ status: "ok" }));
+  endpoint(spec.health, (c) => c.json({ status: "ok" }), null);
 
   endpoint(spec.ready, async (c) => {
     const health = await deps.health.check();
@@ -377,7 +434,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     const ready = health.up && views.balances && views.flags && views.users;
     const log = health.up ? "ok" : `unavailable since ${new Date(health.sinceMs).toISOString()}: ${health.reason}`;
     return c.json({ status: ready ? "ready" : "not_ready", log, views_caught_up: views }, ready ? 200 : 503);
-  });
+  }, null);
 
   const document = () => app.getOpenAPI31Document(OPENAPI_INFO);
   let cached: { json: string; html: string } | undefined;
@@ -664,21 +721,38 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
   return body as Record<string, unknown>;
 }
 
-async function emitOrUnavailable(emitter: Emitter<WalletCommand>, command: WalletCommand) {
+/**
+ * Emits, or refuses with 503. A failed or timed-out write may still have landed, so
+ * the client is told the id to retry with (`fields`): the same id for the same wallet
+ * counts once.
+ */
+async function emitOrUnavailable<T>(emitter: Emitter<T>, value: T, fields: Record<string, string>) {
   try {
-    return await emitter.emit(command);
+    return await emitter.emit(value);
   } catch (error) {
     // The log being away is logged once, by the guard that noticed; anything else is news.
     if (!isRetryable(error)) console.error("emit failed:", error);
-    // A failed or timed-out write may still have landed, so the client is told the
-    // id to retry with: the same id for the same wallet counts once.
-    const fields: Record<string, string> = { operation_id: command.operationId };
-    if (command.kind === "deposit") fields.deposit_id = command.operationId;
-    throw new ApiError(503, "log_unavailable", `the ${command.kind} may not have been stored; retry with the header Idempotency-Key: ${command.operationId}`, {
+    const id = Object.values(fields)[0];
+    throw new ApiError(503, "log_unavailable", `the write may not have been stored; retry with the header Idempotency-Key: ${id}`, {
       fields,
       headers: { "Retry-After": String(RETRY_AFTER_SECONDS) },
     });
   }
+}
+
+/** A route as the document shows it behind auth: its security, and the 401 and 403 it may answer. */
+function secured(route: RouteConfig, role: Role): RouteConfig {
+  const refusal = (description: string) => ({ content: { "application/json": { schema: ErrorBody } }, description });
+  return {
+    ...route,
+    // Reads are open unless READ_TOKENS is set: the empty requirement says a token is optional.
+    security: role === "read" ? [{}, { bearer: [] }] : [{ bearer: [] }],
+    responses: {
+      ...route.responses,
+      401: refusal("`token_missing` or `token_invalid`: with tokens configured, send `Authorization: Bearer <token>`."),
+      403: refusal(role === "admin" ? "`admin_token_required`: an admin action needs a token from ADMIN_TOKENS." : "`write_token_required`: a READ_TOKENS token may only read."),
+    },
+  };
 }
 
 /** Stable codes for refusals made by Hono's middleware, by status. */

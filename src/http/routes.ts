@@ -105,14 +105,17 @@ export const ERROR_CODES = {
     ...idCodes("idempotency_key"), ...idCodes("reference"), ...idCodes("operation_id").slice(2), "operation_id_reserved",
     "description_must_be_string", "description_too_long",
     "after_must_be_position", "limit_out_of_range", "cursor_invalid", "at_is_required", "at_must_be_rfc3339",
+    "authorization_malformed",
   ],
+  401: ["token_missing", "token_invalid"],
+  403: ["write_token_required", "admin_token_required"],
   404: ["route_not_found", "operation_not_found"],
   405: ["method_not_allowed"],
   409: ["idempotency_key_reused", "wallet_exists", "user_wallets_exceed_max"],
   413: ["body_too_large"],
   415: ["body_must_be_json"],
   500: ["internal_error", "operation_not_applied"],
-  503: ["log_unavailable"],
+  503: ["log_unavailable", "overloaded"],
 } as const;
 
 const allCodes = [...new Set(Object.values(ERROR_CODES).flat())].sort();
@@ -211,6 +214,28 @@ const writeResponses = {
   ...refusals,
 };
 
+const FlagAccepted = z
+  .object({
+    event_id: z.string().openapi({ description: "The flag event's id: the Idempotency-Key, or one made up." }),
+    wallet_id: z.string(),
+    flagged: z.boolean(),
+    status: z.literal("pending"),
+    position: z.string().openapi({ description: "Where the event is in `flags`, `<partition>:<offset>`.", example: "9:0" }),
+  })
+  .openapi("FlagAccepted");
+
+/** PUT (flag) or DELETE (unflag) /wallets/{wallet_id}/flag. */
+const flagRoute = (method: "put" | "delete", summary: string, description: string) =>
+  createRoute({
+    method,
+    path: "/wallets/{wallet_id}/flag",
+    tags: ["Writes"],
+    summary,
+    description,
+    request: { headers: headers.pick({ "idempotency-key": true }), params: z.object({ wallet_id: walletId }) },
+    responses: { 202: json(FlagAccepted, "Accepted: the flagger applies it next."), 400: refusals[400], 503: refusals[503] },
+  });
+
 const wallets = "Wallets";
 const writes = "Writes";
 
@@ -259,6 +284,8 @@ export function routes(limits: RouteLimits) {
       request: { headers, params: z.object({ wallet_id: walletId, operation_id: id("operation_id", EVENT_ID_LENGTH_MAX, "The deposit to reverse.", "dep-1") }) },
       responses: { ...writeResponses, 404: json(ErrorBody, "`operation_not_found`: the wallet has not decided such an operation (yet).") },
     }),
+    flag: flagRoute("put", "Flag a wallet by hand (admin)", "Emits a manual flag event, as `bun run flag-wallet` does; the flagger applies it and `above_threshold` turns true with reason `manual`. A flagged wallet's withdrawals, purchases and outgoing transfers are `rejected_fraud`. The Idempotency-Key is the event's id: the flagger applies one id once."),
+    unflag: flagRoute("delete", "Clear a wallet's flag (admin)", "Emits a manual unflag event, as `bun run flag-wallet --remove` does. The detector flags the wallet again only on a new breach."),
     operation: createRoute({
       method: "get",
       path: "/wallets/{wallet_id}/operations/{operation_id}",

@@ -37,8 +37,9 @@ export interface KafkaLogOptions {
    */
   produceTimeoutMs: number;
   /**
-   * Records waiting to be sent, at most. Past it `produce` fails at once (the API
-   * answers 503) rather than queueing without bound while the broker is away.
+   * Records waiting to be sent, at most (PRODUCE_QUEUE_RECORDS_MAX). Past it `produce`
+   * fails at once (the API answers 503) rather than queueing without bound while the
+   * broker is away or slow. An empty queue takes one produce of any size.
    */
   produceQueueRecordsMax: number;
 }
@@ -201,7 +202,8 @@ export class KafkaLog implements Log {
       }
       routed.push({ topic: r.topic, partition, key: r.key, value: r.value, headers: r.headers });
     }
-    if (this.queuedRecords + routed.length > this.options.produceQueueRecordsMax) {
+    // An empty queue takes any one produce, so a processor's batch larger than the bound still goes.
+    if (this.queuedRecords > 0 && this.queuedRecords + routed.length > this.options.produceQueueRecordsMax) {
       throw new LogUnavailableError(`produce queue is full (${this.options.produceQueueRecordsMax} records): the broker is not keeping up`);
     }
     return new Promise((resolve, reject) => {

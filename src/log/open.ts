@@ -34,6 +34,7 @@ export async function openLog(config: Config, role: LogRole): Promise<Log> {
         topicPrefix: config.topicPrefix,
         replicationFactor: config.replicationFactor,
         produceTimeoutMs: config.produceTimeoutMs,
+        produceQueueRecordsMax: config.produceQueueRecordsMax,
       })
     : EmbeddedLog.open(config.dataDir, { pollMs: config.embeddedPollMs, ...EMBEDDED[role] });
   try {

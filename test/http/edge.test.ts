@@ -84,3 +84,34 @@ describe("money is judged by the digits sent", () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("body_must_be_utf8");
   });
 });
+
+describe("overload is shed, not queued", () => {
+  test("past WRITES_IN_FLIGHT_MAX a write answers 503 overloaded with Retry-After at once, and stores nothing", async () => {
+    const log = new EmbeddedLog(":memory:", { pollMs: 10 });
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
+    // The log holds every produce until released: the writes stay in flight.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const slow = { produce: async (records: Parameters<EmbeddedLog["produce"]>[0]) => held.then(() => log.produce(records)) };
+    const guard = new LogGuard(log);
+    const app = createApp({ commands: new Emitter(slow, commands), health: guard, balances: noViews, flags: noViews, depositAmountMaxMinor: 100_000n, writesInFlightMax: 2 });
+    const post = (i: number) => app.request("/deposit", { method: "POST", headers: { "idempotency-key": `k-${i}` }, body: '{"wallet_id":"w","amount":"5"}' });
+
+    const inFlight = [post(1), post(2)];
+    const started = Date.now();
+    const shed = await Promise.all([post(3), post(4), post(5)]);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    for (const res of shed) {
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("1");
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("overloaded");
+    }
+    release();
+    for (const res of await Promise.all(inFlight)) expect(res.status).toBe(202);
+    // The shed ones were never stored; a write after the burst goes through.
+    expect((await log.endOffsets(commands.name)).reduce((a, b) => a + b, 0)).toBe(2);
+    expect((await post(6)).status).toBe(202);
+    expect((await log.endOffsets(commands.name)).reduce((a, b) => a + b, 0)).toBe(3);
+    await log.close();
+  });
+});

@@ -24,7 +24,7 @@ const readme = await Bun.file(join(import.meta.dir, "../../README.md")).text();
 function operationFor(method: string, path: string) {
   for (const [template, item] of Object.entries(doc.paths) as [string, Record<string, unknown>][]) {
     const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, "[^/]+")}$`);
-    if (pattern.test(path) && item[method]) return { template, operation: item[method] as { parameters?: { name: string; in: string; required?: boolean }[]; requestBody?: { required?: boolean; content: Record<string, { schema: unknown }> }; responses: Record<string, { content?: Record<string, { schema: unknown }> }> } };
+    if (pattern.test(path) && item[method]) return { template, operation: item[method] as { parameters?: { name: string; in: string; required?: boolean }[]; security?: unknown[]; requestBody?: { required?: boolean; content: Record<string, { schema: unknown }> }; responses: Record<string, { content?: Record<string, { schema: unknown }> }> } };
   }
   return undefined;
 }
@@ -93,7 +93,8 @@ describe("the OpenAPI document", () => {
       "GET /wallets/{wallet_id}", "GET /wallets/{wallet_id}/balance",
       "GET /wallets/{wallet_id}/history", "GET /wallets/{wallet_id}/operations/{operation_id}", "POST /deposit", "POST /transfer",
       "POST /wallets", "POST /wallets/{wallet_id}/operations/{operation_id}/reverse", "POST /withdraw", "PUT /wallets/{wallet_id}/credit-limit",
-    ]);
+      "DELETE /wallets/{wallet_id}/flag", "PUT /wallets/{wallet_id}/flag",
+    ].sort());
   });
 
   test("/docs renders it: every route, with its summary", async () => {
@@ -125,7 +126,9 @@ describe("the README against the document", () => {
     expect(found).toBeDefined();
     const params = found!.operation.parameters ?? [];
     for (const name of curl.url.searchParams.keys()) expect(params.filter((p) => p.in === "query").map((p) => p.name)).toContain(name);
-    for (const name of Object.keys(curl.headers)) expect(params.filter((p) => p.in === "header").map((p) => p.name)).toContain(name);
+    // Authorization is the bearer security scheme of the routes that declare it, not a parameter.
+    const headerNames = [...params.filter((p) => p.in === "header").map((p) => p.name), ...(found!.operation.security ? ["authorization"] : [])];
+    for (const name of Object.keys(curl.headers)) expect(headerNames).toContain(name);
     const bodySchema = found!.operation.requestBody?.content["application/json"]?.schema as { $ref?: string } | undefined;
     if (curl.body === undefined) {
       expect(found!.operation.requestBody?.required ?? false).toBe(false);
