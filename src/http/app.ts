@@ -501,6 +501,7 @@ async function validated(c: Context, route: RouteConfig): Promise<Parts> {
     const schema = request.headers as ZodType & { shape: Record<string, unknown> };
     const raw: Record<string, string | undefined> = {};
     for (const name in schema.shape) raw[name] = c.req.header(name);
+    if (raw["idempotency-key"] !== undefined) raw["idempotency-key"] = utf8Header(raw["idempotency-key"], "idempotency_key");
     parts.headers = check(schema, raw);
   }
   const query = request?.query as ZodType | undefined;
@@ -513,6 +514,20 @@ async function validated(c: Context, route: RouteConfig): Promise<Parts> {
   const body = media && "schema" in media ? media.schema : undefined;
   if (body) parts.body = check(body as ZodType, await readJsonObject(c));
   return parts;
+}
+
+/**
+ * A header value as the UTF-8 text its bytes spell. Header values are bytes (RFC 9110);
+ * Bun hands each byte over as one Latin-1 character, so "é" sent as UTF-8 arrives as
+ * "Ã©". An Idempotency-Key is text, like the ids it stands for: its bytes must be UTF-8.
+ */
+function utf8Header(value: string, field: string): string {
+  if (!/[^\u0000-\u007f]/.test(value)) return value;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(value, "latin1"));
+  } catch {
+    throw new ApiError(400, `${field}_must_be_utf8`, `${field} must be UTF-8 text; its bytes are not`);
+  }
 }
 
 /** Parses with a route's schema; the first broken rule is the answer, with its code. */

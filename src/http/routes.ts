@@ -102,7 +102,7 @@ export const ERROR_CODES = {
     "body_must_be_json", "body_must_be_utf8", "body_must_be_object",
     ...idCodes("wallet_id"), ...moneyCodes("amount"), ...moneyCodes("credit_limit"), ...moneyCodes("initial_amount"),
     ...idCodes("from_wallet_id"), ...idCodes("to_wallet_id"), ...idCodes("user_id"),
-    ...idCodes("idempotency_key"), ...idCodes("reference"), ...idCodes("operation_id").slice(2), "operation_id_reserved",
+    ...idCodes("idempotency_key"), "idempotency_key_must_be_utf8", ...idCodes("reference"), ...idCodes("operation_id").slice(2), "operation_id_reserved",
     "description_must_be_string", "description_too_long",
     "after_must_be_position", "limit_out_of_range", "cursor_invalid", "at_is_required", "at_must_be_rfc3339",
     "authorization_malformed",

@@ -115,3 +115,38 @@ describe("overload is shed, not queued", () => {
     await log.close();
   });
 });
+
+describe("an Idempotency-Key is UTF-8 text", () => {
+  // Bun hands a header's bytes over one Latin-1 character each: "é" sent as UTF-8 (C3 A9)
+  // arrives as "Ã©". These tests pass the header as Bun passes it.
+  const asBunPassesIt = (text: string) => Buffer.from(text, "utf8").toString("latin1");
+  const log = new EmbeddedLog(":memory:", { pollMs: 10 });
+  const app = appOn(log, 100_000n);
+
+  test.each(["é-1", "ключ-2", "😀-3", "plain-4"])("%s is the operation's id, and comes back as sent", async (key) => {
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
+    const res = await app.request("/deposit", { method: "POST", headers: { "idempotency-key": asBunPassesIt(key) }, body: '{"wallet_id":"w","amount":"5"}' });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { operation_id: string; deposit_id: string };
+    expect(body.operation_id).toBe(key);
+    expect(body.deposit_id).toBe(key);
+  });
+
+  test("bytes that are not UTF-8 are refused by name, and nothing is stored", async () => {
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
+    const before = await log.endOffsets(commands.name);
+    for (const bytes of [[0xe9], [0xff, 0xfe], [0xc3]]) {
+      const res = await app.request("/deposit", { method: "POST", headers: { "idempotency-key": Buffer.from(bytes).toString("latin1") }, body: '{"wallet_id":"w","amount":"5"}' });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("idempotency_key_must_be_utf8");
+    }
+    expect(await log.endOffsets(commands.name)).toEqual(before);
+  });
+
+  test("a control character is still refused, once decoded (U+0085 is C2 85 in UTF-8)", async () => {
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
+    const res = await app.request("/deposit", { method: "POST", headers: { "idempotency-key": asBunPassesIt("a\u0085b") }, body: '{"wallet_id":"w","amount":"5"}' });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("idempotency_key_has_control_characters");
+  });
+});
