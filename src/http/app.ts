@@ -716,6 +716,12 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch (error) {
     if (error instanceof ApiError) throw error;
+    // The client hung up (or its body broke off) before the body was whole: not our
+    // error, and no one is left to answer; noted once per second at most, as what it is.
+    if ((error as Error)?.name === "AbortError" || c.req.raw.signal.aborted) {
+      hangUps.note(`${c.req.method} ${c.req.path}`);
+      throw new ApiError(400, "body_incomplete", "the connection closed before the whole body arrived");
+    }
     throw new ApiError(400, "body_must_be_utf8", "the body must be UTF-8 text");
   }
   let body: unknown;
@@ -741,6 +747,20 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
  * the client is told the id to retry with (`fields`): the same id for the same wallet
  * counts once.
  */
+/** Notes clients that hung up mid-body: one line per second at most, with the count since the last. */
+const hangUps = {
+  count: 0,
+  loggedMs: 0,
+  note(request: string): void {
+    this.count++;
+    const now = Date.now();
+    if (now - this.loggedMs < 1_000) return;
+    console.log(`client closed the connection before its body arrived (${request}${this.count > 1 ? `, ${this.count} such since the last note` : ""}); nothing was stored`);
+    this.count = 0;
+    this.loggedMs = now;
+  },
+};
+
 async function emitOrUnavailable<T>(emitter: Emitter<T>, value: T, fields: Record<string, string>) {
   try {
     return await emitter.emit(value);

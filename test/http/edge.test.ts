@@ -1,6 +1,6 @@
 // Edge cases of the HTTP layer that need a log in a particular state: one that
 // refuses writes, checked in process with app.request as Hono's own tests do.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
 import { GROUPS } from "../../src/groups/index.js";
 import { createApp } from "../../src/http/app.js";
 import { EmbeddedLog } from "../../src/log/embedded.js";
@@ -8,6 +8,7 @@ import { LogGuard } from "../../src/log/guard.js";
 import { Emitter } from "../../src/runtime/emitter.js";
 import { topicSpecs } from "../../src/runtime/group.js";
 import { commands } from "../../src/topics/commands.js";
+import { eventually } from "../support.js";
 
 const noViews = { get: () => undefined, applied: () => undefined, entries: () => [], entryAt: () => undefined, status: () => ({ caughtUp: true, asOfMs: Date.now() }), waitFor: async () => true, start() {}, done: Promise.resolve(), async stop() {} };
 
@@ -148,5 +149,29 @@ describe("an Idempotency-Key is UTF-8 text", () => {
     const res = await app.request("/deposit", { method: "POST", headers: { "idempotency-key": asBunPassesIt("a\u0085b") }, body: '{"wallet_id":"w","amount":"5"}' });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("idempotency_key_has_control_characters");
+  });
+});
+
+describe("a client that hangs up mid-body", () => {
+  test("is noted as such, not as an unhandled error, and nothing is stored", async () => {
+    const log = new EmbeddedLog(":memory:", { pollMs: 10 });
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
+    const server = Bun.serve({ port: 0, fetch: appOn(log, 100_000n).fetch });
+    const logged = spyOn(console, "log").mockImplementation(() => {});
+    const errors = spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const socket = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {} } });
+      socket.write('POST /deposit HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"wallet_id":"w","amo');
+      await Bun.sleep(100);
+      socket.end();
+      await eventually(() => expect(logged.mock.calls.flat().join("\n")).toContain("client closed the connection before its body arrived (POST /deposit)"));
+      expect(errors).not.toHaveBeenCalled();
+      expect((await log.endOffsets(commands.name)).reduce((a, b) => a + b, 0)).toBe(0);
+    } finally {
+      logged.mockRestore();
+      errors.mockRestore();
+      server.stop(true);
+      await log.close();
+    }
   });
 });
