@@ -1,6 +1,7 @@
 // Edge cases of the HTTP layer that need a log in a particular state: one that
 // refuses writes, checked in process with app.request as Hono's own tests do.
 import { describe, expect, spyOn, test } from "bun:test";
+import { connect } from "node:net";
 import { GROUPS } from "../../src/groups/index.js";
 import { createApp } from "../../src/http/app.js";
 import { EmbeddedLog } from "../../src/log/embedded.js";
@@ -160,10 +161,11 @@ describe("a client that hangs up mid-body", () => {
     const logged = spyOn(console, "log").mockImplementation(() => {});
     const errors = spyOn(console, "error").mockImplementation(() => {});
     try {
-      const socket = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {} } });
+      const socket = connect(server.port!, "127.0.0.1");
+      await new Promise((resolve) => socket.once("connect", resolve));
       socket.write('POST /deposit HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"wallet_id":"w","amo');
       await Bun.sleep(100);
-      socket.end();
+      socket.destroy();
       await eventually(() => expect(logged.mock.calls.flat().join("\n")).toContain("client closed the connection before its body arrived (POST /deposit)"));
       expect(errors).not.toHaveBeenCalled();
       expect((await log.endOffsets(commands.name)).reduce((a, b) => a + b, 0)).toBe(0);
