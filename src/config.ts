@@ -44,6 +44,10 @@ export interface Config {
   writesInFlightMax: number;
   /** Kafka: records waiting in the client to be sent, at most; past it a write fails at once. */
   produceQueueRecordsMax: number;
+  /** After SIGTERM, how long the API goes on answering (each answer closing its connection) before it stops listening. */
+  shutdownGraceMs: number;
+  /** After SIGTERM, how long requests in flight have, grace included, before their connections are closed. */
+  shutdownTimeoutMs: number;
 }
 
 export interface ThresholdConfig {
@@ -126,7 +130,10 @@ export function loadConfig(env: Env = process.env): Config {
     production: env.NODE_ENV === "production",
     writesInFlightMax: integer(env, "WRITES_IN_FLIGHT_MAX", 1024, 1, 100_000),
     produceQueueRecordsMax: integer(env, "PRODUCE_QUEUE_RECORDS_MAX", 50_000, 100, 10_000_000),
+    shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 500, 0, 60_000),
+    shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),
   };
+  if (config.shutdownGraceMs > config.shutdownTimeoutMs) throw new Error("SHUTDOWN_GRACE_MS must not exceed SHUTDOWN_TIMEOUT_MS");
   if (config.balanceMaxMinor > INT64_MAX / 2n) throw new Error("BALANCE_MAX is too large for int64 balances");
   if (config.depositAmountMaxMinor > config.balanceMaxMinor) throw new Error("DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX");
   // By default as large as a deposit may be (never more than a balance may be).

@@ -42,6 +42,12 @@ export interface Views {
 export class Service {
   private server: ReturnType<typeof Bun.serve> | undefined;
   private stopped: Promise<void> | undefined;
+  /** Set by SIGTERM (stop): answers close their connections, and /ready says 503. */
+  draining = false;
+  private readonly closingSignal = Promise.withResolvers<void>();
+  /** Resolved when the server stops listening: waits for decisions end then. */
+  readonly closing = this.closingSignal.promise;
+  private shutdownMs = { grace: 0, timeout: 10_000 };
 
   private constructor(
     /** The API's connection to the log; for processors only, none. */
@@ -92,10 +98,18 @@ export class Service {
       userWalletsMax: config.userWalletsMax,
       checkAfterWaitMs: config.checkAfterWaitMs,
       auth,
+      shutdown: service,
       writesInFlightMax: config.writesInFlightMax,
       flagEvents: new Emitter(guard, flags),
     });
-    service.server = Bun.serve({ port: config.port, fetch: app.fetch, maxRequestBodySize: MAX_REQUEST_BODY_BYTES });
+    service.shutdownMs = { grace: config.shutdownGraceMs, timeout: config.shutdownTimeoutMs };
+    service.server = Bun.serve({
+      port: config.port,
+      // While draining, every answer closes its connection: a keep-alive client moves on
+      // instead of sending the next request to a server about to close.
+      fetch: (request, server) => (service.draining ? Promise.resolve(app.fetch(request, server)).then(closingConnection) : app.fetch(request, server)),
+      maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
+    });
     console.log(`depositaja listening on http://localhost:${service.server.port}`);
     console.log(auth.describe());
     return service;
@@ -106,13 +120,30 @@ export class Service {
   }
 
   /**
-   * Graceful stop: refuse new connections and let requests in flight finish (their
-   * deposits are stored or refused, never half-written), then let each processor
-   * commit the batch in hand, then close the log and the databases.
+   * Graceful stop, bounded by SHUTDOWN_TIMEOUT_MS:
+   * 1. for SHUTDOWN_GRACE_MS the API goes on answering, every answer with
+   *    `Connection: close`, and /ready says 503: requests already sent (parsed or not)
+   *    get their answer, and keep-alive clients leave;
+   * 2. it stops listening; requests in flight finish (a wait for a decision answers
+   *    what it has), their writes stored or refused, never half-written; what is still
+   *    open when the timeout runs out is closed;
+   * 3. each processor commits the batch in hand; the log and the databases close.
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
-      await this.server?.stop(false);
+      const server = this.server;
+      if (server) {
+        const startedMs = Date.now();
+        this.draining = true;
+        await Bun.sleep(this.shutdownMs.grace);
+        this.closingSignal.resolve();
+        const finished = server.stop(false).then(() => true);
+        const leftMs = Math.max(0, this.shutdownMs.timeout - (Date.now() - startedMs));
+        if (!(await Promise.race([finished, Bun.sleep(leftMs).then(() => false)]))) {
+          console.warn(`requests still in flight ${this.shutdownMs.timeout} ms after SIGTERM (SHUTDOWN_TIMEOUT_MS): closing their connections`);
+          await server.stop(true);
+        }
+      }
       await this.processors?.stop();
       if (this.views) await Promise.all([this.views.balances.stop(), this.views.flags.stop(), this.views.users.stop()]);
       this.guard?.close();
@@ -120,6 +151,19 @@ export class Service {
       this.closeViews();
     })();
     return this.stopped;
+  }
+}
+
+/** An answer that closes its connection (RFC 9112 9.6). */
+function closingConnection(response: Response): Response {
+  try {
+    response.headers.set("Connection", "close");
+    return response;
+  } catch {
+    // Immutable headers (a response passed through from elsewhere): copy them.
+    const headers = new Headers(response.headers);
+    headers.set("Connection", "close");
+    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
   }
 }
 

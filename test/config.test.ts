@@ -3,7 +3,7 @@ import { loadConfig } from "../src/config.js";
 
 test("defaults are the documented ones", () => {
   const c = loadConfig({});
-  expect(c).toMatchObject({ port: 8080, dataDir: "./data", partitions: 12, brokers: [], topicPrefix: "", replicationFactor: 1, checkAfterWaitMs: 2000, eventTimeFutureMaxMs: 300_000, writesInFlightMax: 1024, produceQueueRecordsMax: 50_000, production: false });
+  expect(c).toMatchObject({ port: 8080, dataDir: "./data", partitions: 12, brokers: [], topicPrefix: "", replicationFactor: 1, checkAfterWaitMs: 2000, eventTimeFutureMaxMs: 300_000, writesInFlightMax: 1024, produceQueueRecordsMax: 50_000, production: false, shutdownGraceMs: 500, shutdownTimeoutMs: 10_000 });
   expect(c.tokens).toEqual({ read: [], write: [], admin: [] });
   expect(c.threshold).toEqual({ amountMinor: 1_000_000n, windowMs: 120_000, latenessMs: 86_400_000, entriesMax: 1000 });
   expect(c.depositAmountMaxMinor).toBe(100_000_000_000n);
@@ -15,6 +15,7 @@ test.each([
   [{ THRESHOLD_AMOUNT: "10.001" }, /THRESHOLD_AMOUNT: amount may have at most 2 decimals/],
   [{ BROKERS: "localhost" }, /BROKERS must be host:port/],
   [{ TOPIC_PREFIX: "bad prefix" }, /TOPIC_PREFIX/],
+  [{ SHUTDOWN_GRACE_MS: "2000", SHUTDOWN_TIMEOUT_MS: "1000" }, /SHUTDOWN_GRACE_MS must not exceed SHUTDOWN_TIMEOUT_MS/],
   [{ EVENT_TIME_FUTURE_MAX_SECONDS: "604801" }, /EVENT_TIME_FUTURE_MAX_SECONDS must be between 0 and 604800/],
   [{ DEPOSIT_AMOUNT_MAX: "2000", BALANCE_MAX: "1000" }, /DEPOSIT_AMOUNT_MAX must not exceed BALANCE_MAX/],
   // A window sum of 1,001 maximal deposits would not fit the int64 of a flag event.

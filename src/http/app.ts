@@ -60,6 +60,12 @@ export interface AppDeps {
   auth?: Auth;
   /** Writes in flight (awaiting the log, or their decision with `Prefer: wait`), at most; more are shed with 503 overloaded. */
   writesInFlightMax?: number;
+  /**
+   * The service's shutdown: `draining` once SIGTERM came (GET /ready answers 503), and
+   * `closing` resolved when the server stops taking requests; waits for a decision or
+   * a position end then, answering what they have.
+   */
+  shutdown?: { readonly draining: boolean; readonly closing: Promise<void> };
   /** Manual flag events (PUT/DELETE /wallets/{wallet_id}/flag); the routes answer 503 without it. */
   flagEvents?: Emitter<FlagChange>;
 }
@@ -93,8 +99,15 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   const transferAmountMaxMinor = deps.transferAmountMaxMinor ?? deps.depositAmountMaxMinor;
   const spec = routes({ amountMaxMinor: deps.depositAmountMaxMinor, creditLimitMaxMinor: deps.creditLimitMaxMinor ?? deps.depositAmountMaxMinor, transferAmountMaxMinor });
   const pending = new PendingWrites(PENDING_ENTRIES_MAX);
+  let closing = false;
+  void deps.shutdown?.closing.then(() => (closing = true));
 
   const auth = deps.auth ?? new Auth(NO_TOKENS);
+  /** Waits for the view to include a position, or until the server is closing. */
+  const viewWait = (position: RecordPosition, waitMs: number) => {
+    const waiting = deps.balances.waitFor(position, waitMs);
+    return deps.shutdown ? Promise.race([waiting, deps.shutdown.closing.then(() => false)]) : waiting;
+  };
 
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
@@ -190,7 +203,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
    * `deadline`; the source's view has the outcome once its actor has settled it.
    */
   const untilFinal = async (walletId: string, operationId: string, decided: AppliedRecord<OperationRecord>, deadline: number) => {
-    while (decided.record?.pending && !outcomeOf(walletId, operationId, decided) && Date.now() < deadline) await Bun.sleep(FINAL_POLL_MS);
+    while (decided.record?.pending && !outcomeOf(walletId, operationId, decided) && Date.now() < deadline && !closing) await Bun.sleep(FINAL_POLL_MS);
     return decided;
   };
 
@@ -249,7 +262,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       if (command.kind === "open") held.body.amount = new RawNumber(formatMinor(command.initialAmountMinor));
       pending.set(key, held);
     }
-    if (waitMs !== undefined && (await deps.balances.waitFor(held.position, waitMs))) {
+    if (waitMs !== undefined && (await viewWait(held.position, waitMs))) {
       const decided = deps.balances.applied(walletId, command.operationId);
       // Included but not applied: the actor never decided it (dead-lettered).
       if (!decided) throw new ApiError(500, "operation_not_applied", `the command at ${held.body.position} was not applied; see ${deps.commands.topic.name}.dlq`);
@@ -364,7 +377,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     const walletId = parts.params.wallet_id!;
     const id = parts.params.operation_id!;
     const after = parsePosition(parts.query.after);
-    if (after) await deps.balances.waitFor({ topic: deps.commands.topic.name, ...after }, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT);
+    if (after) await viewWait({ topic: deps.commands.topic.name, ...after }, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT);
     const applied = deps.balances.applied(walletId, id);
     const held = pending.get(`${walletId}\u0000${id}`);
     if (applied && held && held.fingerprint !== applied.fingerprint && parts.query.after === held.body.position) {
@@ -408,7 +421,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     // Read your writes: the position a write returned is in the balance view once the
     // wallet's actor has applied it.
     const position = after && { topic: deps.commands.topic.name, ...after };
-    const included = position ? await deps.balances.waitFor(position, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT) : undefined;
+    const included = position ? await viewWait(position, deps.checkAfterWaitMs ?? CHECK_AFTER_WAIT_MS_DEFAULT) : undefined;
     const balance = deps.balances.get(walletId);
     const flag = deps.flags.get(walletId);
     // The views answer even while the log is away; they say how fresh they are.
@@ -429,6 +442,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   endpoint(spec.health, (c) => c.json({ status: "ok" }), null);
 
   endpoint(spec.ready, async (c) => {
+    if (deps.shutdown?.draining) return c.json({ status: "draining", log: "shutting down: SIGTERM", views_caught_up: {} }, 503);
     const health = await deps.health.check();
     const views = { balances: deps.balances.status().caughtUp, flags: deps.flags.status().caughtUp, users: deps.users?.status().caughtUp ?? true };
     const ready = health.up && views.balances && views.flags && views.users;
