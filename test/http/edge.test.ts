@@ -3,7 +3,7 @@
 import { describe, expect, spyOn, test } from "bun:test";
 import { connect } from "node:net";
 import { GROUPS } from "../../src/groups/index.js";
-import { createApp } from "../../src/http/app.js";
+import { createApp, MAX_REQUEST_BODY_BYTES } from "../../src/http/app.js";
 import { EmbeddedLog } from "../../src/log/embedded.js";
 import { LogGuard } from "../../src/log/guard.js";
 import { Emitter } from "../../src/runtime/emitter.js";
@@ -172,6 +172,38 @@ describe("a client that hangs up mid-body", () => {
     } finally {
       logged.mockRestore();
       errors.mockRestore();
+      server.stop(true);
+      await log.close();
+    }
+  });
+});
+
+describe("refusals Bun makes below the app (README, Errors): pinned, so a Bun upgrade that changes them is noticed", () => {
+  test.each([
+    ["a body over maxRequestBodySize", `POST /deposit HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_REQUEST_BODY_BYTES + 1}\r\n\r\n`, 413],
+    ["headers over Bun's limit", `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(64_000)}\r\n\r\n`, 431],
+    ["bad chunked framing", "POST /deposit HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n", 400],
+    ["a malformed request line", "G@T /health HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ["HTTP/2.0 in the request line", "GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505],
+  ])("%s: %d with no body, and nothing stored", async (_name, request, status) => {
+    const log = new EmbeddedLog(":memory:", { pollMs: 10 });
+    await log.ensureTopics(topicSpecs(GROUPS, 12));
+    const server = Bun.serve({ port: 0, fetch: appOn(log, 100_000n).fetch, maxRequestBodySize: MAX_REQUEST_BODY_BYTES });
+    try {
+      const socket = connect(server.port!, "127.0.0.1");
+      let answer = "";
+      socket.on("data", (chunk) => (answer += chunk));
+      socket.on("error", () => {});
+      await new Promise((resolve) => socket.once("connect", resolve));
+      socket.write(request);
+      await Promise.race([new Promise((resolve) => socket.once("close", resolve)), Bun.sleep(2_000)]);
+      socket.destroy();
+      const [head, body] = answer.split("\r\n\r\n");
+      expect(head).toStartWith(`HTTP/1.1 ${status} `);
+      expect(head!.toLowerCase()).toContain("connection: close");
+      expect(body).toBe("");
+      expect((await log.endOffsets(commands.name)).reduce((a, b) => a + b, 0)).toBe(0);
+    } finally {
       server.stop(true);
       await log.close();
     }
