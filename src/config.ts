@@ -42,6 +42,8 @@ export interface Config {
   production: boolean;
   /** Writes one API instance has in flight, at most; more are shed with 503 overloaded. */
   writesInFlightMax: number;
+  /** Requests one API instance has waiting for its view, at most; more answer at once without waiting. */
+  viewWaitsMax: number;
   /** Kafka: records waiting in the client to be sent, at most; past it a write fails at once. */
   produceQueueRecordsMax: number;
   /** After SIGTERM, how long the API goes on answering (each answer closing its connection) before it stops listening. */
@@ -129,6 +131,7 @@ export function loadConfig(env: Env = process.env): Config {
     tokens: { write: parseTokens("API_TOKENS", env.API_TOKENS), admin: parseTokens("ADMIN_TOKENS", env.ADMIN_TOKENS), read: parseTokens("READ_TOKENS", env.READ_TOKENS) },
     production: env.NODE_ENV === "production",
     writesInFlightMax: integer(env, "WRITES_IN_FLIGHT_MAX", 1024, 1, 100_000),
+    viewWaitsMax: integer(env, "VIEW_WAITS_MAX", 10_000, 0, 1_000_000),
     produceQueueRecordsMax: integer(env, "PRODUCE_QUEUE_RECORDS_MAX", 50_000, 100, 10_000_000),
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 500, 0, 60_000),
     shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),

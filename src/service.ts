@@ -100,6 +100,7 @@ export class Service {
       auth,
       shutdown: service,
       writesInFlightMax: config.writesInFlightMax,
+      viewWaitsMax: config.viewWaitsMax,
       flagEvents: new Emitter(guard, flags),
     });
     service.shutdownMs = { grace: config.shutdownGraceMs, timeout: config.shutdownTimeoutMs };

@@ -3,7 +3,7 @@ import { loadConfig } from "../src/config.js";
 
 test("defaults are the documented ones", () => {
   const c = loadConfig({});
-  expect(c).toMatchObject({ port: 8080, dataDir: "./data", partitions: 12, brokers: [], topicPrefix: "", replicationFactor: 1, checkAfterWaitMs: 2000, eventTimeFutureMaxMs: 300_000, writesInFlightMax: 1024, produceQueueRecordsMax: 50_000, production: false, shutdownGraceMs: 500, shutdownTimeoutMs: 10_000 });
+  expect(c).toMatchObject({ port: 8080, dataDir: "./data", partitions: 12, brokers: [], topicPrefix: "", replicationFactor: 1, checkAfterWaitMs: 2000, eventTimeFutureMaxMs: 300_000, writesInFlightMax: 1024, viewWaitsMax: 10_000, produceQueueRecordsMax: 50_000, production: false, shutdownGraceMs: 500, shutdownTimeoutMs: 10_000 });
   expect(c.tokens).toEqual({ read: [], write: [], admin: [] });
   expect(c.threshold).toEqual({ amountMinor: 1_000_000n, windowMs: 120_000, latenessMs: 86_400_000, entriesMax: 1000 });
   expect(c.depositAmountMaxMinor).toBe(100_000_000_000n);

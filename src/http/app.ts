@@ -31,6 +31,8 @@ export const VIEW_STALE_AFTER_MS = 5_000;
 export const RETRY_AFTER_SECONDS = 1;
 /** Writes one API instance has in flight, at most, unless WRITES_IN_FLIGHT_MAX says otherwise. */
 export const WRITES_IN_FLIGHT_MAX_DEFAULT = 1024;
+/** Requests one API instance has waiting for its view, at most, unless VIEW_WAITS_MAX says otherwise. */
+export const VIEW_WAITS_MAX_DEFAULT = 10_000;
 
 /** The log's health as the API needs it: the last state seen, and a real check. */
 export interface Health {
@@ -60,6 +62,8 @@ export interface AppDeps {
   auth?: Auth;
   /** Writes in flight (awaiting the log, or their decision with `Prefer: wait`), at most; more are shed with 503 overloaded. */
   writesInFlightMax?: number;
+  /** Requests waiting for the view (`Prefer: wait`, `?after=`), at most; more answer without waiting. */
+  viewWaitsMax?: number;
   /**
    * The service's shutdown: `draining` once SIGTERM came (GET /ready answers 503), and
    * `closing` resolved when the server stops taking requests; waits for a decision or
@@ -103,10 +107,22 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   void deps.shutdown?.closing.then(() => (closing = true));
 
   const auth = deps.auth ?? new Auth(NO_TOKENS);
-  /** Waits for the view to include a position, or until the server is closing. */
-  const viewWait = (position: RecordPosition, waitMs: number) => {
-    const waiting = deps.balances.waitFor(position, waitMs);
-    return deps.shutdown ? Promise.race([waiting, deps.shutdown.closing.then(() => false)]) : waiting;
+  /**
+   * Waits for the view to include a position, or until the server is closing. At most
+   * `viewWaitsMax` requests wait at once; past it one answers at once with what the
+   * view has (`included: false`, `202 pending`), as when its wait runs out.
+   */
+  const viewWaitsMax = deps.viewWaitsMax ?? VIEW_WAITS_MAX_DEFAULT;
+  let viewWaits = 0;
+  const viewWait = async (position: RecordPosition, waitMs: number) => {
+    if (viewWaits >= viewWaitsMax) return deps.balances.waitFor(position, 0);
+    viewWaits++;
+    try {
+      const waiting = deps.balances.waitFor(position, waitMs);
+      return await (deps.shutdown ? Promise.race([waiting, deps.shutdown.closing.then(() => false)]) : waiting);
+    } finally {
+      viewWaits--;
+    }
   };
 
   app.onError((error, c) => {

@@ -209,3 +209,24 @@ describe("refusals Bun makes below the app (README, Errors): pinned, so a Bun up
     }
   });
 });
+
+describe("waits for the view are bounded", () => {
+  test("past VIEW_WAITS_MAX a ?after= read answers at once with what the view has", async () => {
+    const log = new EmbeddedLog(":memory:", { pollMs: 10 });
+    const waits: number[] = [];
+    const slowView = { ...noViews, waitFor: (_: unknown, ms: number) => (waits.push(ms), ms === 0 ? Promise.resolve(false) : Bun.sleep(ms).then(() => false)) };
+    const guard = new LogGuard(log);
+    const app = createApp({ commands: new Emitter(guard, commands), health: guard, balances: slowView, flags: noViews, depositAmountMaxMinor: 100_000n, viewWaitsMax: 1, checkAfterWaitMs: 1_000 });
+    const started = Date.now();
+    const first = Promise.resolve(app.request("/check/w?after=0:0")).then((res) => ({ res, ms: Date.now() - started }));
+    const second = await app.request("/check/w?after=0:0");
+    const secondMs = Date.now() - started;
+    expect(secondMs).toBeLessThan(500);
+    expect(((await second.json()) as { after: { included: boolean } }).after.included).toBe(false);
+    const { res, ms } = await first;
+    expect(ms).toBeGreaterThanOrEqual(900);
+    expect(((await res.json()) as { after: { included: boolean } }).after.included).toBe(false);
+    expect(waits).toEqual([1_000, 0]);
+    await log.close();
+  });
+});
