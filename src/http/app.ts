@@ -772,11 +772,6 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
   return body as Record<string, unknown>;
 }
 
-/**
- * Emits, or refuses with 503. A failed or timed-out write may still have landed, so
- * the client is told the id to retry with (`fields`): the same id for the same wallet
- * counts once.
- */
 /** Notes clients that hung up mid-body: one line per second at most, with the count since the last. */
 const hangUps = {
   count: 0,
@@ -791,6 +786,11 @@ const hangUps = {
   },
 };
 
+/**
+ * Emits, or refuses with 503. A failed or timed-out write may still have landed, so
+ * the client is told the id to retry with (`fields`): the same id for the same wallet
+ * counts once.
+ */
 async function emitOrUnavailable<T>(emitter: Emitter<T>, value: T, fields: Record<string, string>) {
   try {
     return await emitter.emit(value);
