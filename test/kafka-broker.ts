@@ -9,7 +9,7 @@ import { REPO_DIR } from "./support.js";
  */
 let brokers: Promise<string | undefined> | undefined;
 
-function haveCommand(name: string): boolean {
+export function haveCommand(name: string): boolean {
   return Bun.spawnSync(["sh", "-c", `command -v ${name}`]).exitCode === 0;
 }
 

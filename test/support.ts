@@ -55,25 +55,44 @@ export function spawnDev(dataDir: string, env: Record<string, string> = {}): Pro
   return spawnApi("dev", dataDir, env);
 }
 
-/** A child process serving the API (`dev` or `api`), with its port read from its output. */
-export async function spawnApi(script: "dev" | "api", dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Bun.Subprocess; base: string }> {
+/**
+ * A child process serving the API (`dev` or `api`), with its port read from its output.
+ * With `options.output`, everything it prints (stdout and stderr) is passed to it;
+ * otherwise its stderr is this process's.
+ */
+export async function spawnApi(
+  script: "dev" | "api",
+  dataDir: string,
+  env: Record<string, string> = {},
+  options: { output?: (text: string) => void } = {},
+): Promise<{ proc: Bun.Subprocess; base: string }> {
+  const output = options.output;
   const proc = Bun.spawn([process.execPath, join(REPO_DIR, `src/cli/${script}.ts`)], {
     cwd: REPO_DIR,
     env: { ...process.env, DATA_DIR: dataDir, PORT: "0", EMBEDDED_POLL_MS: "10", ...env },
     stdout: "pipe",
-    stderr: "inherit",
+    stderr: output ? "pipe" : "inherit",
   });
+  if (output) {
+    (async () => {
+      for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) output(new TextDecoder().decode(chunk));
+    })().catch(() => {});
+  }
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   let text = "";
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     const { value, done } = await reader.read();
     if (done) break;
-    text += new TextDecoder().decode(value);
+    const chunk = new TextDecoder().decode(value);
+    output?.(chunk);
+    text += chunk;
     const match = /listening on http:\/\/localhost:(\d+)/.exec(text);
     if (match) {
       // Keep draining stdout so the child never blocks on a full pipe.
-      (async () => { while (!(await reader.read()).done); })().catch(() => {});
+      (async () => {
+        for (let read = await reader.read(); !read.done; read = await reader.read()) output?.(new TextDecoder().decode(read.value));
+      })().catch(() => {});
       return { proc, base: `http://127.0.0.1:${match[1]}` };
     }
   }
@@ -121,8 +140,11 @@ export interface ProcessorProcess {
   cleanup(): void;
 }
 
-/** A `processor` child on a DATA_DIR of its own, or on `options.dataDir` (not removed by cleanup). */
-export function spawnProcessor(env: Record<string, string>, options: { dataDir?: string; args?: string[] } = {}): ProcessorProcess {
+/**
+ * A `processor` child on a DATA_DIR of its own, or on `options.dataDir` (not removed by
+ * cleanup). `options.output` is passed everything it prints, as it comes.
+ */
+export function spawnProcessor(env: Record<string, string>, options: { dataDir?: string; args?: string[]; output?: (text: string) => void } = {}): ProcessorProcess {
   const data = options.dataDir ? { dir: options.dataDir, cleanup() {} } : tempDataDir();
   const proc = Bun.spawn([process.execPath, join(REPO_DIR, "src/cli/processor.ts"), ...(options.args ?? [])], {
     cwd: REPO_DIR,
@@ -133,7 +155,11 @@ export function spawnProcessor(env: Record<string, string>, options: { dataDir?:
   let text = "";
   for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
     (async () => {
-      for await (const chunk of stream) text += new TextDecoder().decode(chunk);
+      for await (const chunk of stream) {
+        const decoded = new TextDecoder().decode(chunk);
+        text += decoded;
+        options.output?.(decoded);
+      }
     })().catch(() => {});
   }
   return { proc, output: () => text, cleanup: data.cleanup };

@@ -18,6 +18,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { partitionForKey } from "../../src/log/murmur2.js";
+import { call, cents, decimal, historyOf, pool, type Reply } from "../exact-http.js";
 import { kafkaOrSkip, uniquePrefix } from "../kafka-broker.js";
 import { eventually, heldPartitions, REPO_DIR, spawnApi, spawnProcessor, tempDataDir, type ProcessorProcess, seededRandom } from "../support.js";
 
@@ -33,38 +34,6 @@ const KILL_AT = Math.floor(TRANSFERS * 0.3);
 const RESTART_EARLY_AT = Math.floor(TRANSFERS * 0.6);
 const DRAIN_TIMEOUT_MS = 120_000;
 const wallet = (i: number) => `storm-${i}`;
-
-// ---------------------------------------------------------------------------------
-// Exact money: amounts travel as decimal text, and are summed as integer cents.
-
-/** Cents of a decimal text with at most 2 fraction digits ("-12.5" -> -1250n). */
-function cents(text: string): bigint {
-  const m = /^(-?)(\d+)(?:\.(\d{1,2}))?$/.exec(text);
-  if (!m) throw new Error(`not a 2-decimal amount: ${JSON.stringify(text)}`);
-  const value = BigInt(m[2]!) * 100n + BigInt((m[3] ?? "").padEnd(2, "0"));
-  return m[1] === "-" ? -value : value;
-}
-
-/** "1234" cents -> "12.34", as the API takes it. */
-function decimal(c: bigint): string {
-  const sign = c < 0n ? "-" : "";
-  const abs = c < 0n ? -c : c;
-  return `${sign}${abs / 100n}.${(abs % 100n).toString().padStart(2, "0")}`;
-}
-
-const MONEY_FIELDS = new Set(["balance", "available", "held", "credit_limit", "amount", "balance_after"]);
-
-/**
- * JSON with the money fields kept as the exact number text the API sent (JSON.parse
- * source text access), so no amount passes through a float.
- */
-function parseExact(text: string): any {
-  return JSON.parse(text, (key: string, value: unknown, context?: { source?: string }) => {
-    if (typeof value !== "number" || !MONEY_FIELDS.has(key)) return value;
-    if (context?.source === undefined) throw new Error("this runtime lacks JSON.parse source text access");
-    return context.source;
-  });
-}
 
 // ---------------------------------------------------------------------------------
 // The storm's plan, from a seed.
@@ -137,55 +106,6 @@ function plan(seed: number): { initial: bigint[]; transfers: Transfer[] } {
     }
   }
   return { initial, transfers };
-}
-
-// ---------------------------------------------------------------------------------
-// HTTP.
-
-interface Reply {
-  status: number;
-  text: string;
-  json: any;
-}
-
-async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { "content-type": "application/json", ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = text ? parseExact(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
-}
-
-/** Runs `work` over `items`, at most `limit` at a time. */
-async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await work(items[next++]!);
-    }),
-  );
-}
-
-/** Every entry of a wallet's history, walking its pages (newest first). */
-async function historyOf(base: string, walletId: string): Promise<any[]> {
-  const entries: any[] = [];
-  let cursor: string | null = null;
-  for (let page = 0; page < 1_000; page++) {
-    const reply = await call(base, "GET", `/wallets/${walletId}/history?limit=500${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`);
-    if (reply.status !== 200) throw new Error(`history of ${walletId}: ${reply.status} ${reply.text}`);
-    entries.push(...reply.json.entries);
-    cursor = reply.json.next_cursor;
-    if (cursor === null) return entries;
-  }
-  throw new Error(`history of ${walletId} did not end`);
 }
 
 // ---------------------------------------------------------------------------------
