@@ -1,7 +1,8 @@
 // Drives HTTP load at a server from the other core: closed loops (a fixed number of
 // connections, each sending its next request when the last is answered) with wrk when
-// it is on PATH, else with bench/load.ts; and open loops (a fixed offered rate) for
-// freshness, always with bench/load.ts. Both print the same BENCH_JSON line.
+// it is on PATH, else with bench/load.ts; open loops (a fixed offered rate) for
+// freshness, always with bench/load.ts; and open loops past capacity for the overload
+// suite, with bench/overload-load.ts. Each prints a BENCH_JSON line.
 import { join } from "node:path";
 import { lastJsonLine, loadCore, runProgram } from "./proc.js";
 import { formatNumber } from "./result.js";
@@ -114,9 +115,69 @@ export interface Freshness {
   notIncluded: number;
 }
 
+/** Runs a Bun load generator of bench/ on the load core; its BENCH_JSON line. */
+async function generate<T>(name: string, script: string, args: string[]): Promise<T> {
+  const stdout = await runProgram(name, [process.execPath, join(import.meta.dir, script), ...args], { cwd: import.meta.dir, env: { BUN_CONFIG_MAX_HTTP_REQUESTS: String(fetchRequestsMax) }, core: loadCore });
+  return lastJsonLine<T>(stdout, "BENCH_JSON ");
+}
+
 /** An open loop of POST /deposit, each followed by GET /check?after=<its position>. */
-export async function openLoop(base: string, load: OpenLoad): Promise<Freshness> {
-  const cmd = [process.execPath, join(import.meta.dir, "load.ts"), "open", "--url", base, "--rate", String(load.ratePerSecond), "--seconds", String(load.seconds), "--wallets", String(load.wallets), "--prefix", nextKeyPrefix()];
-  const stdout = await runProgram("open-loop generator", cmd, { cwd: import.meta.dir, env: { BUN_CONFIG_MAX_HTTP_REQUESTS: String(fetchRequestsMax) }, core: loadCore });
-  return lastJsonLine<Freshness>(stdout, "BENCH_JSON ");
+export function openLoop(base: string, load: OpenLoad): Promise<Freshness> {
+  return generate<Freshness>("open-loop generator", "load.ts", ["open", "--url", base, "--rate", String(load.ratePerSecond), "--seconds", String(load.seconds), "--wallets", String(load.wallets), "--prefix", nextKeyPrefix()]);
+}
+
+export interface OverloadLoad extends OpenLoad {
+  /** Keep-alive connections, one request outstanding on each at most. */
+  connections: number;
+}
+
+/** p50, p99 and max of some latencies, in ms (all 0 when there were none). */
+export interface Latencies {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** What bench/overload-load.ts prints. */
+export interface Overload {
+  offeredPerSecond: number;
+  connections: number;
+  connectMs: number;
+  /** Requests the schedule called for; each was sent or skipped. */
+  scheduled: number;
+  sent: number;
+  /** Due while every connection had a request outstanding: the client's cap. */
+  skipped: number;
+  scheduleSeconds: number;
+  sentPerSecond: number;
+  /** How late after its due time each request went out. */
+  sendLagMs: Latencies;
+  /** The generator's CPU time over the schedule's wall time. */
+  generatorCpuShare: number;
+  /** Answered 202. */
+  served: number;
+  servedPerSecond: number;
+  /** From the due time to the answer. */
+  servedMs: Latencies;
+  /** Answered 503 overloaded. */
+  shed: number;
+  shedWithRetryAfter: number;
+  shedMs: Latencies;
+  /** Other answers, by "<status> <code>". */
+  other: Record<string, number>;
+  /** Connections lost with a request outstanding, by error. */
+  lost: Record<string, number>;
+  /** Still unanswered when the generator stopped waiting. */
+  unanswered: number;
+  /** Connections the server closed and the generator opened again. */
+  reconnects: number;
+  timeline: { fromSecond: number; sent: number; skipped: number; served: number; shed: number; servedP99Ms: number }[];
+  /** Per wallet (<walletPrefix>w<i>): deposits answered 202, their sum in cents, and those of unknown outcome. */
+  perWallet: { accepted: number[]; acceptedCents: number[]; unknown: number[]; unknownCents: number[] };
+  walletPrefix: string;
+}
+
+/** An open loop of POST /deposit past capacity: bench/overload-load.ts. */
+export function overloadLoop(base: string, load: OverloadLoad): Promise<Overload> {
+  return generate<Overload>("overload generator", "overload-load.ts", ["--url", base, "--rate", String(load.ratePerSecond), "--seconds", String(load.seconds), "--wallets", String(load.wallets), "--connections", String(load.connections), "--prefix", nextKeyPrefix()]);
 }

@@ -155,6 +155,41 @@ export function lastJsonLine<T>(stdout: string, marker = ""): T {
   return JSON.parse(line.slice(marker.length)) as T;
 }
 
+export interface RssSample {
+  /** Since sampling started. */
+  ms: number;
+  bytes: number;
+}
+
+export interface RssSampler {
+  /** Stops sampling; the samples taken, oldest first. */
+  stop(): Promise<RssSample[]>;
+}
+
+/** Samples a child's resident memory every `intervalMs` (the first sample at once) until stopped. */
+export function sampleRss(child: Child, intervalMs: number): RssSampler {
+  const samples: RssSample[] = [];
+  let stopping = false;
+  let failure: unknown;
+  const started = performance.now();
+  const sampling = (async () => {
+    while (!stopping) {
+      samples.push({ ms: performance.now() - started, bytes: await child.rssBytes() });
+      await Bun.sleep(intervalMs);
+    }
+  })().catch((error: unknown) => {
+    failure = error;
+  });
+  return {
+    async stop() {
+      stopping = true;
+      await sampling;
+      if (failure !== undefined) throw failure;
+      return samples;
+    },
+  };
+}
+
 /** Polls `done` every `intervalMs` until it is true; checks the children between polls. */
 export async function until(what: string, done: () => boolean | Promise<boolean>, children: Child[], timeoutMs: number, intervalMs = 50): Promise<void> {
   const deadline = performance.now() + timeoutMs;

@@ -13,6 +13,8 @@ export const partitions = 12;
 export const groups = ["balance", "threshold", "flagger"] as const;
 /** A single deposit above this (THRESHOLD_AMOUNT's default) is flagged. */
 export const thresholdMinor = 1_000_000n;
+/** WRITES_IN_FLIGHT_MAX's default: writes in flight past which the API answers 503 overloaded. */
+export const writesInFlightMaxDefault = 1_024;
 
 /** Where a process's log is: `brokers` empty means the embedded log in its DATA_DIR. */
 export interface LogTarget {
@@ -29,11 +31,21 @@ function env(target: LogTarget, dataDir: string): Record<string, string> {
   return { DATA_DIR: dataDir, PORT: "0", PARTITIONS: String(partitions), BROKERS: target.brokers, TOPIC_PREFIX: target.topicPrefix };
 }
 
+/** Settings of the API a measure changes from their defaults. */
+export interface ApiSettings {
+  /** WRITES_IN_FLIGHT_MAX: writes in flight past which a write is refused with 503 overloaded. */
+  writesInFlightMax?: number;
+}
+
+function apiEnv(settings: ApiSettings): Record<string, string> {
+  return settings.writesInFlightMax === undefined ? {} : { WRITES_IN_FLIGHT_MAX: String(settings.writesInFlightMax) };
+}
+
 const command = (cli: ProductCli) => [process.execPath, join(productRepo, "src/cli", `${cli}.ts`)];
 
 /** `dev` (API and all processors) or `api` (API and its views), once it listens. */
-export function startServer(cli: "dev" | "api", target: LogTarget, dataDir: string, core?: number): Promise<Server> {
-  return spawnServer(cli, command(cli), { cwd: productRepo, env: env(target, dataDir), core });
+export function startServer(cli: "dev" | "api", target: LogTarget, dataDir: string, core?: number, settings: ApiSettings = {}): Promise<Server> {
+  return spawnServer(cli, command(cli), { cwd: productRepo, env: { ...env(target, dataDir), ...apiEnv(settings) }, core });
 }
 
 /** `processor` (all three groups); it serves nothing, so it is running once spawned. */

@@ -23,6 +23,8 @@ export function consoleTable(report: Report): string {
 const escapeCell = (text: string) => text.replaceAll("|", "\\|");
 const mdRow = (values: string[]) => `| ${values.map(escapeCell).join(" | ")} |`;
 
+const loadText = (load: number[]) => load.map((l) => l.toFixed(2)).join(", ");
+
 function machineTable(report: Report): string[] {
   const m = report.machine;
   const commits = report.harnessCommit
@@ -40,6 +42,7 @@ function machineTable(report: Report): string[] {
       ["load generator", report.generator],
       ["pinning", report.pinning],
       ["run time", `${formatNumber(report.durationSeconds)} s`],
+      ...(report.loadAverage ? [["load average (1, 5, 15 min)", `${loadText(report.loadAverage.start)} at the start, ${loadText(report.loadAverage.end)} at the end`]] : []),
     ].map(mdRow),
   ];
 }
@@ -49,7 +52,7 @@ function machineTable(report: Report): string[] {
  * The report as markdown. `analysis` is the hand-written part (bench/analysis.md: what
  * the profiles showed), appended as it is.
  */
-export function markdown(report: Report, chartFile: string, analysis = ""): string {
+export function markdown(report: Report, chartFile: string | undefined, analysis = ""): string {
   const judged = report.quick ? "--quick: tiny sizes, targets not judged." : report.only ? `Only ${report.only.join(", ")}: a partial run.` : "Targets judged.";
   const how = new Map(report.rows.map((r) => [r.measure, r.how]));
   return [
@@ -61,7 +64,7 @@ export function markdown(report: Report, chartFile: string, analysis = ""): stri
     report.command,
     "```",
     "",
-    `${judged} Each figure is compared with a ceiling measured in the same run: a tiny program doing the least the same work could be done with. The machine is shared and noisy; compare ratios within one run, not figures across runs.`,
+    `${judged} ${report.ceilings.length > 0 ? "Each figure is compared with a ceiling measured in the same run: a tiny program doing the least the same work could be done with." : "No figure here has a ceiling: they are compared with each other, within the run."} The machine is shared and noisy; compare ratios within one run, not figures across runs.`,
     "",
     ...machineTable(report),
     "",
@@ -71,20 +74,21 @@ export function markdown(report: Report, chartFile: string, analysis = ""): stri
     mdRow(headers.map(() => "---")),
     ...report.rows.map((r) => mdRow(cells(r))),
     "",
-    `![Each figure's ratio to its ceiling, with its target](${chartFile})`,
-    "",
+    ...(chartFile ? [`![Each figure's ratio to its ceiling, with its target](${chartFile})`, ""] : []),
     "## Details",
     "",
     mdRow(["measure", "details"]),
     mdRow(["---", "---"]),
     ...report.rows.map((r) => mdRow([r.measure, r.details])),
     "",
-    "## Ceilings",
-    "",
-    mdRow(["ceiling", "value", "details", "what it is"]),
-    mdRow(["---", "---", "---", "---"]),
-    ...report.ceilings.map((c) => mdRow([c.id, `${formatNumber(c.value)} ${c.unit}`, c.details, c.how])),
-    "",
+    ...(report.ceilings.length === 0 ? [] : [
+      "## Ceilings",
+      "",
+      mdRow(["ceiling", "value", "details", "what it is"]),
+      mdRow(["---", "---", "---", "---"]),
+      ...report.ceilings.map((c) => mdRow([c.id, `${formatNumber(c.value)} ${c.unit}`, c.details, c.how])),
+      "",
+    ]),
     "## How each figure is measured",
     "",
     ...[...how].map(([measure, text]) => `- **${measure}**: ${text}`),

@@ -78,4 +78,6 @@ export interface Report {
   /** Measures skipped, and why. */
   notices: string[];
   durationSeconds: number;
+  /** The machine's load average (1, 5 and 15 minutes) when the run started and ended: other work on it. */
+  loadAverage?: { start: number[]; end: number[] };
 }

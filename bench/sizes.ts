@@ -7,6 +7,18 @@ export interface FreshnessLevel {
   p99TargetMs: number;
 }
 
+/** The overload suite (bench/suites/overload.ts). */
+export interface OverloadSizes {
+  /** The offered rate, as a multiple of the closed-loop capacity measured first. */
+  factor: number;
+  /** Length of each of the two open-loop runs (bounded, unbounded). */
+  seconds: number;
+  /** Keep-alive connections of the open loop, each with one request outstanding at most: the client's cap. */
+  connections: number;
+  /** WRITES_IN_FLIGHT_MAX of the comparison run: shedding effectively off (the product's largest). */
+  unboundedWritesInFlightMax: number;
+}
+
 export interface Sizes {
   /** One closed-loop load run; each throughput figure is the median of `repetitions`. */
   ingestDurationSeconds: number;
@@ -21,6 +33,7 @@ export interface Sizes {
   freshness: FreshnessLevel[];
   /** Wallets, one deposit each, applied and then restored from the changelogs. */
   restoreWallets: number;
+  overload: OverloadSizes;
 }
 
 export const fullSizes: Sizes = {
@@ -37,6 +50,9 @@ export const fullSizes: Sizes = {
     { ratePerSecond: 5_000, durationSeconds: 10, p99TargetMs: 100 },
   ],
   restoreWallets: 1_000_000,
+  // 8,192 connections: eight times the default WRITES_IN_FLIGHT_MAX, under the
+  // 20,000 open files a process gets here (each side holds one per connection).
+  overload: { factor: 3, seconds: 60, connections: 8_192, unboundedWritesInFlightMax: 100_000 },
 };
 
 export const quickSizes: Sizes = {
@@ -49,4 +65,5 @@ export const quickSizes: Sizes = {
   freshnessWarmupSeconds: 1,
   freshness: [{ ratePerSecond: 200, durationSeconds: 1, p99TargetMs: 50 }],
   restoreWallets: 2_000,
+  overload: { factor: 3, seconds: 3, connections: 2_048, unboundedWritesInFlightMax: 100_000 },
 };

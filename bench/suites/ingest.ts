@@ -8,7 +8,8 @@ import { embedded, startServer, type LogTarget } from "../product.js";
 import { againstCeiling, type CeilingResult, type Row, type Target } from "../result.js";
 import { drain } from "../sentinels.js";
 
-const connections = 64;
+/** The bench's usual connection count for a closed loop. */
+export const connections = 64;
 const manyConnections = 256;
 const devPostTarget: Target = { of: "ratio", op: ">=", value: 0.5 };
 const apiPostTarget: Target = { of: "ratio", op: ">=", value: 0.7 };
@@ -16,7 +17,7 @@ const kafkaPostTarget: Target = { of: "ratio", op: ">=", value: 0.3 };
 const getTarget: Target = { of: "ratio", op: ">=", value: 0.7 };
 const mib = 2 ** 20;
 
-const repetitions = (ctx: Context): Repetitions => ({ warmupSeconds: ctx.sizes.warmupDurationSeconds, seconds: ctx.sizes.ingestDurationSeconds, count: ctx.sizes.repetitions });
+export const repetitions = (ctx: Context): Repetitions => ({ warmupSeconds: ctx.sizes.warmupDurationSeconds, seconds: ctx.sizes.ingestDurationSeconds, count: ctx.sizes.repetitions });
 
 function how(ctx: Context, process: string, load: ClosedLoad, caughtUp: boolean): string {
   const request = load.kind === "post"
