@@ -3,7 +3,7 @@ import type { FlagState } from "../actors/flagger.js";
 import type { Config } from "./config.js";
 import type { UserState } from "../actors/users.js";
 import { balance, flagger, users } from "./groups/index.js";
-import { createApp, MAX_REQUEST_BODY_BYTES } from "./http/app.js";
+import { createApp, hostRefusal, MAX_REQUEST_BODY_BYTES } from "./http/app.js";
 import { EmbeddedLog } from "./log/embedded.js";
 import { LogGuard } from "./log/guard.js";
 import type { Log } from "./log/log.js";
@@ -108,7 +108,8 @@ export class Service {
       port: config.port,
       // While draining, every answer closes its connection: a keep-alive client moves on
       // instead of sending the next request to a server about to close.
-      fetch: (request, server) => (service.draining ? Promise.resolve(app.fetch(request, server)).then(closingConnection) : app.fetch(request, server)),
+      fetch: (request, server) =>
+        hostRefusal(request) ?? (service.draining ? Promise.resolve(app.fetch(request, server)).then(closingConnection) : app.fetch(request, server)),
       maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
     });
     console.log(`depositaja listening on http://localhost:${service.server.port}`);

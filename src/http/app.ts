@@ -25,6 +25,17 @@ export const BODY_BYTES_MAX = 16 * 1024;
 /** What Bun.serve reads of any request body at most, chunked ones included. */
 export const MAX_REQUEST_BODY_BYTES = 1024 * 1024;
 
+/**
+ * Bun makes `request.url` absolute from the Host header; when Host is missing (HTTP/1.0)
+ * or not a host (`a b`, `x/y`) it hands over the bare path, and routing on that cuts the
+ * path in the wrong place. Such a request is refused (RFC 9112 3.2), before any route.
+ */
+export function hostRefusal(request: Request): Response | undefined {
+  if (request.url.charCodeAt(0) !== 47 /* "/" */) return undefined;
+  const error = { code: "host_invalid", message: "the request needs a Host header naming a host (RFC 9112, section 3.2)" };
+  return Response.json({ error }, { status: 400, headers: { Connection: "close" } });
+}
+
 /** A view older than this is reported `stale` by GET /check. */
 export const VIEW_STALE_AFTER_MS = 5_000;
 /** What a 503 tells a client to wait before retrying, in seconds (RFC 9110 Retry-After). */
@@ -525,7 +536,10 @@ const emptyQueryPasses = new WeakMap<object, boolean>();
 async function validated(c: Context, route: RouteConfig): Promise<Parts> {
   const request = route.request;
   const parts: Parts = { params: {}, query: {}, headers: {}, body: {} };
-  if (request?.params) parts.params = check(request.params as ZodType, c.req.param());
+  if (request?.params) {
+    if (c.req.url.includes("%")) checkPercentEncoding(c, route);
+    parts.params = check(request.params as ZodType, c.req.param());
+  }
   if (request?.headers) {
     // Only the headers the route declares: collecting all of them costs more than the rest.
     const schema = request.headers as ZodType & { shape: Record<string, unknown> };
@@ -543,7 +557,42 @@ async function validated(c: Context, route: RouteConfig): Promise<Parts> {
   const media = request?.body?.content["application/json"];
   const body = media && "schema" in media ? media.schema : undefined;
   if (body) parts.body = check(body as ZodType, await readJsonObject(c));
+  else if (route.method !== "get") await readNoBody(c);
   return parts;
+}
+
+/**
+ * A route that takes no body still reads it to its end before it acts: a request whose
+ * body is cut short or broken (bad chunking) must not store anything, yet its headers
+ * alone arrive first. The body must be empty, or `{}` for clients that always send JSON.
+ */
+async function readNoBody(c: Context): Promise<void> {
+  const text = await readBodyText(c);
+  if (text.trim() !== "" && text.replace(/\s+/g, "") !== "{}") {
+    throw new ApiError(400, "body_must_be_empty", "this route takes no body: send none, or {}");
+  }
+}
+
+/**
+ * Percent-encoding in the path must decode: Hono keeps `%ff` as it came, which would make
+ * `/wallets/%ff` the wallet `%ff` (the same one `/wallets/%25ff` names). Checked per
+ * parameter, so the answer names it.
+ */
+function checkPercentEncoding(c: Context, route: RouteConfig): void {
+  const url = c.req.url;
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const end = url.indexOf("?", start);
+  const segments = url.slice(start, end < 0 ? undefined : end).split("/");
+  const template = route.path.split("/");
+  template.forEach((part, i) => {
+    const name = /^\{(\w+)\}$/.exec(part)?.[1];
+    if (!name || !segments[i]?.includes("%")) return;
+    try {
+      decodeURIComponent(segments[i]!);
+    } catch {
+      throw new ApiError(400, `${name}_must_be_valid_unicode`, `${name} in the path has percent-encoding that is not UTF-8 (encode % itself as %25)`);
+    }
+  });
 }
 
 /**
@@ -569,7 +618,10 @@ function check<T>(schema: ZodType, raw: Record<string, unknown>): T {
   const value = raw[String(issue.path[0])];
   const params = (issue as { params?: { code?: string } }).params;
   if (params?.code) throw new ApiError(400, params.code, issue.message);
-  if (value === undefined || value === null) throw new ApiError(400, `${field}_is_required`, `${field} is required`);
+  // null stands for "absent" only where the field is required; an optional one (a
+  // description) given null has the wrong type, like any other non-string.
+  const optional = value === null && (schema as ZodType & { shape?: Record<string, ZodType> }).shape?.[String(issue.path[0])]?.safeParse(undefined).success;
+  if ((value === undefined || value === null) && !optional) throw new ApiError(400, `${field}_is_required`, `${field} is required`);
   if (issue.code === "invalid_union") throw new ApiError(400, `${field}_must_be_number_or_string`, `${field} must be a JSON number or a decimal string`);
   if (issue.code === "invalid_type") throw new ApiError(400, `${field}_must_be_${issue.expected}`, `${field} must be a ${issue.expected}`);
   if (issue.code === "too_big") throw new ApiError(400, `${field}_too_long`, `${field} is too long: ${issue.message}`);
@@ -736,24 +788,8 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
   }
   // Refused before reading when the length is declared; a chunked body is read (Bun.serve
   // bounds it at MAX_REQUEST_BODY_BYTES) and then judged.
-  const tooLarge = () => new ApiError(413, "body_too_large", `the body may be at most ${BODY_BYTES_MAX} bytes`);
-  if (Number(c.req.header("content-length") ?? 0) > BODY_BYTES_MAX) throw tooLarge();
-  let text: string;
-  try {
-    const bytes = await c.req.arrayBuffer();
-    if (bytes.byteLength > BODY_BYTES_MAX) throw tooLarge();
-    // Invalid UTF-8 would otherwise decode to U+FFFD and merge different wallet ids.
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch (error) {
-    if (error instanceof ApiError) throw error;
-    // The client hung up (or its body broke off) before the body was whole: not our
-    // error, and no one is left to answer; noted once per second at most, as what it is.
-    if ((error as Error)?.name === "AbortError" || c.req.raw.signal.aborted) {
-      hangUps.note(`${c.req.method} ${c.req.path}`);
-      throw new ApiError(400, "body_incomplete", "the connection closed before the whole body arrived");
-    }
-    throw new ApiError(400, "body_must_be_utf8", "the body must be UTF-8 text");
-  }
+  if (Number(c.req.header("content-length") ?? 0) > BODY_BYTES_MAX) throw bodyTooLarge();
+  const text = await readBodyText(c);
   let body: unknown;
   // A money number is replaced by the exact decimal its source text stands for (JSON.parse
   // source text access), so it is judged by the digits sent, not by a float:
@@ -771,6 +807,33 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
   }
   return body as Record<string, unknown>;
 }
+
+/** The whole body as UTF-8 text, at most BODY_BYTES_MAX bytes. */
+async function readBodyText(c: Context): Promise<string> {
+  try {
+    const bytes = await c.req.arrayBuffer();
+    // One turn of the loop lets Bun parse what came after the body on the connection: a
+    // broken chunked trailer, or garbage pipelined behind this request, makes Bun answer
+    // 400 and close it without this request's answer. The request is aborted by then,
+    // and what no one will be told of must not be stored (nor stored again on a retry).
+    await new Promise((resolve) => setImmediate(resolve));
+    if (c.req.raw.signal.aborted) throw new DOMException("the connection closed after the body", "AbortError");
+    if (bytes.byteLength > BODY_BYTES_MAX) throw bodyTooLarge();
+    // Invalid UTF-8 would otherwise decode to U+FFFD and merge different wallet ids.
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    // The client hung up (or its body broke off) before the body was whole: not our
+    // error, and no one is left to answer; noted once per second at most, as what it is.
+    if ((error as Error)?.name === "AbortError" || c.req.raw.signal.aborted) {
+      hangUps.note(`${c.req.method} ${c.req.path}`);
+      throw new ApiError(400, "body_incomplete", "the connection closed before the whole body arrived");
+    }
+    throw new ApiError(400, "body_must_be_utf8", "the body must be UTF-8 text");
+  }
+}
+
+const bodyTooLarge = () => new ApiError(413, "body_too_large", `the body may be at most ${BODY_BYTES_MAX} bytes`);
 
 /** Notes clients that hung up mid-body: one line per second at most, with the count since the last. */
 const hangUps = {

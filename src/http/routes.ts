@@ -99,7 +99,7 @@ const moneyCodes = (field: string) =>
 /** Every `error.code` the API answers with, by HTTP status. The README's table lists the same. */
 export const ERROR_CODES = {
   400: [
-    "body_must_be_json", "body_must_be_utf8", "body_must_be_object", "body_incomplete",
+    "body_must_be_json", "body_must_be_utf8", "body_must_be_object", "body_incomplete", "body_must_be_empty", "host_invalid",
     ...idCodes("wallet_id"), ...moneyCodes("amount"), ...moneyCodes("credit_limit"), ...moneyCodes("initial_amount"),
     ...idCodes("from_wallet_id"), ...idCodes("to_wallet_id"), ...idCodes("user_id"),
     ...idCodes("idempotency_key"), "idempotency_key_must_be_utf8", ...idCodes("reference"), ...idCodes("operation_id").slice(2), "operation_id_reserved",

@@ -161,12 +161,15 @@ describe("a client that hangs up mid-body", () => {
     const logged = spyOn(console, "log").mockImplementation(() => {});
     const errors = spyOn(console, "error").mockImplementation(() => {});
     try {
+      // The note is made at most once a second, process-wide (with a count of those it
+      // held back): let the second of an earlier file's note pass.
+      await Bun.sleep(1_100);
       const socket = connect(server.port!, "127.0.0.1");
       await new Promise((resolve) => socket.once("connect", resolve));
       socket.write('POST /deposit HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"wallet_id":"w","amo');
       await Bun.sleep(100);
       socket.destroy();
-      await eventually(() => expect(logged.mock.calls.flat().join("\n")).toContain("client closed the connection before its body arrived (POST /deposit)"));
+      await eventually(() => expect(logged.mock.calls.flat().join("\n")).toContain("client closed the connection before its body arrived (POST /deposit"));
       expect(errors).not.toHaveBeenCalled();
       expect((await log.endOffsets(commands.name)).reduce((a, b) => a + b, 0)).toBe(0);
     } finally {
