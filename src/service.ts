@@ -183,11 +183,15 @@ function openViews(config: Config, log: Log): { views: Views; close(): void } {
   return { views: { balances: view(balance), flags: view(flagger), users: view(users) }, close: () => store.close() };
 }
 
-/** Stops the service on SIGTERM or SIGINT, then exits. */
-export function stopOnSignals(service: Service): void {
+/**
+ * Stops the service on SIGTERM or SIGINT, then exits. Called with the service still
+ * starting, so that a signal that comes as it starts (or just after it says it listens)
+ * stops it gracefully once it is up, instead of killing it mid-request.
+ */
+export function stopOnSignals(starting: Promise<Service>): void {
   const onSignal = (signal: string) => {
     console.log(`${signal}: stopping`);
-    service.stop().then(
+    starting.then((service) => service.stop()).then(
       () => process.exit(0),
       (error) => {
         console.error("stop failed", error);

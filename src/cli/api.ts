@@ -2,5 +2,6 @@
 import { loadConfig } from "../config.js";
 import { Service, stopOnSignals } from "../service.js";
 
-const service = await Service.start(loadConfig(), { api: true, groups: [] });
+const service = Service.start(loadConfig(), { api: true, groups: [] });
 stopOnSignals(service);
+await service;

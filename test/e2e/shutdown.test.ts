@@ -4,7 +4,7 @@
 // service is back, and the process exits 0 within SHUTDOWN_TIMEOUT_MS.
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
-import { backends, eventually, spawnDev, tempDataDir } from "../support.js";
+import { backends, eventually, spawnApi, spawnDev, tempDataDir } from "../support.js";
 
 setDefaultTimeout(90_000);
 
@@ -143,6 +143,19 @@ for (const backend of await backends("shutdown")) {
       console.log(`[shutdown ${backend.name}] 64 idle keep-alive and 64 new connections, requests sent while frozen: ${JSON.stringify(Object.fromEntries([...new Set(statuses)].map((st) => [st, statuses.filter((x) => x === st).length])))}`);
       expect(statuses.filter((st) => st === "no answer")).toEqual([]);
       for (const { socket } of sockets) socket.destroy();
+    });
+
+    // Found by `bun run torture`: the signal handler was set after the service started,
+    // so a SIGTERM just after "listening" killed the process (status 143) mid-request.
+    test.each(["api", "dev"] as const)("SIGTERM the moment %s says it listens stops it gracefully: exit 0", async (script) => {
+      const codes: (number | null)[] = [];
+      for (let i = 0; i < 5; i++) {
+        const { proc } = await spawnApi(script, data.dir, env);
+        proc.kill("SIGTERM");
+        await proc.exited;
+        codes.push(proc.exitCode);
+      }
+      expect(codes).toEqual([0, 0, 0, 0, 0]);
     });
   });
 }
