@@ -19,6 +19,12 @@
 // once first, in a random order, then at random (the broker less often: its restart
 // takes seconds). The api's port changes; the clients follow it.
 //
+// Of the api's cycles, half stop it with SIGTERM instead, and every run ends its load
+// with one more: under the load, every request sent to it within its grace gets an
+// answer (after the grace, a refused connection, or a reset of a request sent on an
+// idle keep-alive connection as it closes, is allowed and counted), and it exits 0
+// within SHUTDOWN_TIMEOUT_MS.
+//
 // Then the stream stops and the api is restarted gracefully (so no write it took can
 // land later). Every acknowledged operation must then be decided with no new write (a
 // record left behind until its partition's next write shows here); transfers settle or
@@ -139,6 +145,23 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const OPERATION_RETRY_MS = 90_000;
 // The chaos' pace.
 const GAP_MS: [number, number] = [400, 3_000];
+/**
+ * Of the api's cycles, this share stops it with SIGTERM (a graceful stop under the load)
+ * instead of SIGKILL: every request it accepted must get an answer, and it must exit 0
+ * within SHUTDOWN_TIMEOUT_MS.
+ */
+const TERM_SHARE = 0.5;
+/** The service's SHUTDOWN_TIMEOUT_MS default, the bound its README gives for a stop. */
+const SHUTDOWN_BOUND_MS = 10_000;
+/**
+ * The service's SHUTDOWN_GRACE_MS default: after SIGTERM it answers every request for
+ * this long, then stops listening and closes its idle keep-alive connections. A request
+ * sent on one of those just as it closes is reset (the race every HTTP/1.1 keep-alive
+ * has, README "Shutdown"); so only a request sent within the grace, less a margin for
+ * timers, must be answered.
+ */
+const SHUTDOWN_GRACE_MS = 500;
+const GRACE_MARGIN_MS = 20;
 const DOWN_MS: [number, number] = [0, 1_500];
 
 // ---------------------------------------------------------------------------------
@@ -342,6 +365,12 @@ interface Stats {
   answered503: number;
   networkErrors: number;
   timeouts: number;
+  /** Requests answered by an api after its SIGTERM (during its drain). */
+  answeredAfterTerm: number;
+  /** Requests sent to an api after its grace, reset as it closed their idle keep-alive connection. */
+  resetAfterGrace: number;
+  /** Requests to an api after its SIGTERM refused at connect (it had stopped listening). */
+  refusedAfterTerm: number;
 }
 
 /** The outcome of one request: acknowledged, unavailable (503), no answer, or refused otherwise. */
@@ -377,6 +406,8 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
 
   // The processes.
   let base = "";
+  /** Which start of the api `base` is. */
+  let apiInstance = 0;
   const dataDir = (name: string) => {
     const dir = join(runDir, name);
     mkdirSync(dir, { recursive: true });
@@ -386,6 +417,7 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
   const api = new Child("api", 1, join(logsDir, "api.log"), async (output) => {
     const spawned = await spawnApi("api", apiDir, env, { output });
     base = spawned.base;
+    apiInstance++;
     return spawned.proc;
   }, problems);
   const processorNames = logName === "embedded" ? ["processor"] : ["processor-1", "processor-2"];
@@ -428,7 +460,11 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
   } else if (broker) notes.push("the broker at BROKERS is not killed (no --broker-home)");
 
   const ops: Op[] = [];
-  const stats: Stats = { requests: 0, retriesAfter503: 0, retriesAfterNetwork: 0, retriesAfterTimeout: 0, echoes: 0, doubles: 0, answered503: 0, networkErrors: 0, timeouts: 0 };
+  const stats: Stats = { requests: 0, retriesAfter503: 0, retriesAfterNetwork: 0, retriesAfterTimeout: 0, echoes: 0, doubles: 0, answered503: 0, networkErrors: 0, timeouts: 0, answeredAfterTerm: 0, refusedAfterTerm: 0, resetAfterGrace: 0 };
+  /** The api instances stopped with SIGTERM (by `apiInstance`), from when. */
+  const termedAt = new Map<number, number>();
+  /** How long each SIGTERMed api took to exit. */
+  const termExitsMs: number[] = [];
   const wallet = (i: number) => `torture-w${i}`;
   const walletIds = Array.from({ length: WALLETS }, (_, i) => wallet(i));
   const initial = new Map<string, bigint>();
@@ -472,6 +508,8 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
     const headers: Record<string, string> = { "idempotency-key": op.key };
     if (rnd() < PREFER_WAIT_SHARE) headers.prefer = "wait=1";
     const timeoutMs = rnd() < SHORT_TIMEOUT_SHARE ? between(rnd, [1, 40]) : REQUEST_TIMEOUT_MS;
+    const instance = apiInstance;
+    const sentMs = Date.now();
     let reply: Reply;
     try {
       reply = await call(base, "POST", op.path, op.body, headers, timeoutMs);
@@ -480,9 +518,20 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
       const timeout = e.name === "TimeoutError" || e.name === "AbortError";
       if (timeout) stats.timeouts++;
       else stats.networkErrors++;
+      // An api stopped gracefully answers whatever was sent to it within the grace: the
+      // only errors allowed are a refused connection once it has stopped listening, a
+      // reset of a request sent after the grace (see SHUTDOWN_GRACE_MS), and a timeout we
+      // chose short.
+      const term = termedAt.get(instance);
+      if (term !== undefined && (e.code === "ECONNREFUSED" || e.code === "ConnectionRefused")) stats.refusedAfterTerm++;
+      else if (term !== undefined && !(timeout && timeoutMs < REQUEST_TIMEOUT_MS)) {
+        if (sentMs - term >= SHUTDOWN_GRACE_MS - GRACE_MARGIN_MS) stats.resetAfterGrace++;
+        else problems.push(`${what} of ${describe(op)}, sent ${sentMs - term} ms after the api's SIGTERM (within its grace), got no answer (${e.code ?? e.name}: ${e.message}) ${Date.now() - term} ms after the signal`);
+      }
       op.trail.push(timeout ? `timeout ${timeoutMs} ms` : `network ${e.code ?? e.name}`);
       return { kind: timeout ? "timeout" : "network" };
     }
+    if (termedAt.has(instance)) stats.answeredAfterTerm++;
     const status = reply.json?.status;
     op.trail.push(`${reply.status}${status && reply.status < 300 ? ` ${status}` : ""}${reply.status >= 300 ? ` ${reply.json?.error?.code ?? ""}` : ""}`);
     if (reply.status === 200 || reply.status === 202) {
@@ -540,6 +589,17 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
     }
   };
 
+  /** SIGTERM to the api under the load: it must exit 0 within the bound. */
+  const terminateApi = async () => {
+    const at = Date.now();
+    termedAt.set(apiInstance, at);
+    const exitedZero = await api.stop(SHUTDOWN_BOUND_MS + 5_000);
+    const tookMs = Date.now() - at;
+    termExitsMs.push(tookMs);
+    if (!exitedZero) problems.push(`the api did not exit 0 within ${SHUTDOWN_BOUND_MS + 5_000} ms of SIGTERM under load (killed)`);
+    else if (tookMs > SHUTDOWN_BOUND_MS) problems.push(`the api took ${tookMs} ms to exit after SIGTERM under load, past SHUTDOWN_TIMEOUT_MS (${SHUTDOWN_BOUND_MS} ms)`);
+  };
+
   const chaos = async () => {
     const total = members.reduce((sum, m) => sum + m.weight, 0);
     // Every process once first, in a random order; then at random, by weight.
@@ -549,7 +609,8 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
       let pick = chaosRnd() * total;
       const victim = first[cycle - 1] ?? members.find((m) => (pick -= m.weight) < 0) ?? members[members.length - 1]!;
       const down = between(chaosRnd, DOWN_MS);
-      await victim.kill();
+      if (victim === api && chaosRnd() < TERM_SHARE) await terminateApi();
+      else await victim.kill();
       victim.kills++;
       await Bun.sleep(down);
       await victim.start();
@@ -580,6 +641,12 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
     const loadStarted = Date.now();
     const clients = Array.from({ length: CONCURRENCY }, client);
     await chaos();
+    // One graceful stop of the api under the load in every run, whatever the cycles chose.
+    if (api.running()) {
+      await terminateApi();
+      await api.start();
+      await Bun.sleep(1_000);
+    }
     loadStopping = true;
     await Promise.all(clients);
     const loadMs = Date.now() - loadStarted;
@@ -677,6 +744,7 @@ async function runOn(logName: LogName, broker: Broker | undefined): Promise<Resu
       `[torture] ${logName}: operations sent ${ops.length} (${kinds.join("; ")}), HTTP requests ${stats.requests}`,
       `[torture] ${logName}: acknowledged ${acked.length}; not acknowledged ${unacked.length} (the client gave up: ${count(unacked, (o) => o.found)} were stored and decided all the same, ${count(unacked, (o) => !o.found)} never stored)`,
       `[torture] ${logName}: retries: ${stats.retriesAfter503} after a 503, ${stats.retriesAfterNetwork} after a connection error, ${stats.retriesAfterTimeout} after a timeout, ${stats.echoes} after a success, ${stats.doubles} sent twice at once, ${echoed.length} again after the drain; answers: ${stats.answered503} 503s, ${stats.networkErrors} connection errors, ${stats.timeouts} timeouts`,
+      `[torture] ${logName}: graceful stops of the api under load (SIGTERM: those of its cycles, and one at the end of the load): ${termExitsMs.length}, exited 0 in ${termExitsMs.length ? `${Math.min(...termExitsMs)}-${Math.max(...termExitsMs)} ms` : "-"} (bound ${SHUTDOWN_BOUND_MS} ms); requests answered after the signal ${stats.answeredAfterTerm}, refused at connect once it stopped listening ${stats.refusedAfterTerm}, sent after the grace and reset as it closed an idle keep-alive connection ${stats.resetAfterGrace}, sent within the grace and unanswered ${problems.filter((p) => p.includes("(within its grace), got no answer")).length}`,
       `[torture] ${logName}: lost ${books.lost}, duplicated ${books.duplicated}, money ${decimal(books.total)} = openings ${decimal(books.openings)} + settled deposits ${decimal(books.deposits)} - settled withdrawals ${decimal(books.withdrawals)}: ${books.total === books.openings + books.deposits - books.withdrawals ? "conserved" : "NOT CONSERVED"}`,
       `[torture] ${logName}: drained in ${(drainMs / 1000).toFixed(1)} s; wall time ${((Date.now() - started) / 1000).toFixed(1)} s${notes.length > 0 ? `; notes: ${notes.join("; ")}` : ""}`,
     );

@@ -1,7 +1,9 @@
 // `bun run torture` with a few cycles, so it cannot rot: on the embedded log (an api
 // and a processor on one DATA_DIR) and on Kafka (an api, two processors, and the
-// broker), each process SIGKILLed once under the load and restarted; every acknowledged
-// operation applied exactly once, money conserved (see scripts/torture.ts).
+// broker), each process SIGKILLed once under the load and restarted, and the api stopped
+// with SIGTERM under the load at least once (every request it accepted answered, exit 0
+// within the bound); every acknowledged operation applied exactly once, money conserved
+// (see scripts/torture.ts).
 //
 // On Kafka the broker is killed and restarted only under CI=true, where .ci/run started
 // it with scripts/kafka.sh's defaults for this run alone (as test/kafka/outage.test.ts
@@ -42,16 +44,27 @@ async function torture(args: string[], env: Record<string, string>, limitMs: num
   return { code, output };
 }
 
+/** At least one SIGTERM of the api under the load, answered whole, and requests answered during its drain. */
+function expectGracefulStops(output: string, log: string) {
+  const line = new RegExp(`${log}: graceful stops of the api under load .*?: (\\d+), exited 0 in .*; requests answered after the signal (\\d+), .* sent within the grace and unanswered (\\d+)`).exec(output);
+  expect(line).not.toBeNull();
+  expect(Number(line![1])).toBeGreaterThanOrEqual(1);
+  expect(Number(line![2])).toBeGreaterThan(0);
+  expect(Number(line![3])).toBe(0);
+}
+
 test("torture on the embedded log: SIGKILLs of the api and the processor lose nothing and double nothing", async () => {
   const { code, output } = await torture(["--log", "embedded", "--cycles", "3"], { BROKERS: "" }, 100_000);
   expect(output).toContain("embedded: lost 0, duplicated 0");
   expect(output).toMatch(/kills: api [1-9]\d*, processor [1-9]/);
+  expectGracefulStops(output, "embedded");
   expect(code).toBe(0);
 }, 120_000);
 
 test.skipIf(!brokers)("torture on Kafka: SIGKILLs of the api, the processors and (in CI) the broker lose nothing and double nothing", async () => {
   const { code, output } = await torture(["--log", "kafka", "--cycles", killBroker ? "4" : "3", ...(killBroker ? ["--broker-home", brokerHome] : [])], { BROKERS: brokers! }, 200_000);
   expect(output).toContain("kafka: lost 0, duplicated 0");
+  expectGracefulStops(output, "kafka");
   expect(output).toMatch(killBroker ? /kills: api [1-9]\d*, processor-1 [1-9]\d*, processor-2 [1-9]\d*, broker [1-9]/ : /kills: api [1-9]\d*, processor-1 [1-9]\d*, processor-2 [1-9]/);
   expect(code).toBe(0);
 }, 240_000);
