@@ -612,8 +612,12 @@ function refusedByBun(response: RawResponse): boolean {
 
 /** Bun closes the connection without a word on a method it does not know. */
 const silentlyClosed = (c: Case, exchange: RawExchange) => exchange.responses.length === 0 && exchange.closed && exchange.rest.length === 0 && !BUN_METHODS.has(c.parts.method);
-/** The methods Bun's parser knows (those of RFC 9110 and PATCH, and WebDAV's). */
-const BUN_METHODS = new Set([...STANDARD_METHODS, "CONNECT", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "REPORT", "MKACTIVITY", "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PURGE", "MKCALENDAR", "LINK", "UNLINK", "SOURCE", "BIND", "REBIND", "UNBIND", "ACL", "QUERY"]);
+/**
+ * The methods Bun's parser answers (those of RFC 9110 and PATCH, and WebDAV's). CONNECT
+ * is not among them: Bun takes its target itself and closes on one it cannot (FUZZ_SEED
+ * 20261122 at 100,000 runs sent `CONNECT  HTTP/1.0`).
+ */
+const BUN_METHODS = new Set([...STANDARD_METHODS, "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "REPORT", "MKACTIVITY", "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PURGE", "MKCALENDAR", "LINK", "UNLINK", "SOURCE", "BIND", "REBIND", "UNBIND", "ACL", "QUERY"]);
 
 /** Counts of what Bun refused below the app, by status ("closed" for a silent close), per test. */
 let belowApp = new Map<string, number>();
