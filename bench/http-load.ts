@@ -113,6 +113,8 @@ export interface Freshness {
   maxMs: number;
   /** Deposits GET /check?after= did not see within its wait. */
   notIncluded: number;
+  /** Deposits refused with 503 overloaded (WRITES_IN_FLIGHT_MAX): not in the percentiles. */
+  shed: number;
 }
 
 /** Runs a Bun load generator of bench/ on the load core; its BENCH_JSON line. */

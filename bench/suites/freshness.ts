@@ -15,7 +15,7 @@ function row(ctx: Context, level: FreshnessLevel, f: Freshness): Row {
     value: f.p99Ms,
     unit: "ms",
     target: { of: "value", op: "<", value: level.p99TargetMs },
-    details: `p50 ${formatNumber(f.p50Ms)} ms, max ${formatNumber(f.maxMs)} ms; ${formatNumber(f.achievedPerSecond)}/s achieved, ${formatNumber(f.deposits)} deposits, ${f.notIncluded} not seen within the wait`,
+    details: `p50 ${formatNumber(f.p50Ms)} ms, max ${formatNumber(f.maxMs)} ms; ${formatNumber(f.achievedPerSecond)}/s achieved, ${formatNumber(f.deposits)} deposits, ${f.notIncluded} not seen within the wait${f.shed ? `; ${formatNumber(f.shed)} shed with 503 overloaded (WRITES_IN_FLIGHT_MAX), not counted` : ""}`,
     how: `A \`dev\` process (embedded, fresh DATA_DIR) ${serverPlacement}; bench/load.ts on the other core posts deposits on a fixed schedule for ${level.durationSeconds} s (open loop: ` +
       `not waiting for earlier answers), wallets cycling over ${formatNumber(ctx.sizes.walletsCycled)}. Right after each 202 it sends GET /check/<wallet>?after=<position>; ` +
       `freshness is the time from the 202 to that answer with included true (a deposit not included within the wait counts with the time it waited). After a ${ctx.sizes.freshnessWarmupSeconds} s warm-up; each rate starts with the processors caught up.`,
