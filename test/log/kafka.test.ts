@@ -39,3 +39,28 @@ if (brokers) {
     }
   }, 60_000);
 }
+
+if (brokers) {
+  const { expect, test } = await import("bun:test");
+  const { LogUnavailableError } = await import("../../src/runtime/errors.js");
+  test("kafka: the produce queue is bounded (PRODUCE_QUEUE_RECORDS_MAX), yet an empty queue takes a produce of any size", async () => {
+    const log = new KafkaLog({ ...DEFAULT_KAFKA_OPTIONS, brokers: brokers.split(","), topicPrefix: uniquePrefix("queue"), produceQueueRecordsMax: 100, lingerMs: 50 });
+    try {
+      await log.ensureTopics([{ name: "t", partitions: 1 }]);
+      const value = new Uint8Array(8);
+      const records = (n: number, tag: string) => Array.from({ length: n }, (_, i) => ({ topic: "t", key: `${tag}${i}`, value, partition: 0 }));
+      // One processor batch larger than the bound, alone in the queue: it goes.
+      expect(await log.produce(records(250, "big"))).toHaveLength(250);
+      // Two produces while the first still lingers in the queue: 60 fit, 60 more do not.
+      const first = log.produce(records(60, "a"));
+      const second = log.produce(records(60, "b")).then(() => undefined, (error) => error);
+      expect(await first).toHaveLength(60);
+      const refused = await second;
+      expect(refused).toBeInstanceOf(LogUnavailableError);
+      expect(String(refused.message)).toContain("produce queue is full (100 records)");
+      expect(await log.endOffsets("t")).toEqual([310]);
+    } finally {
+      await log.close();
+    }
+  }, 60_000);
+}
