@@ -15,6 +15,21 @@ import { commands } from "../../src/topics/commands.js";
 import { testConfig } from "../support.js";
 import { limits } from "./harness.js";
 
+/** The log, with the members `replace` gives (undefined: the log's own). */
+function withMembers(log: EmbeddedLog, replace: (prop: string | symbol, target: EmbeddedLog) => unknown): Log {
+  return new Proxy(log, {
+    get(target, prop) {
+      const replaced = replace(prop, target);
+      if (replaced !== undefined) return replaced;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  }) as unknown as Log;
+}
+
+/** Deposit i to wallet w: 10^i cents, so the balance shows which were applied. */
+const deposit = (i: number) => ({ topic: commands.name, key: "w", value: commands.codec.encode({ walletId: "w", operationId: `d${i}`, eventTimeMs: 0, description: "", reference: "", kind: "deposit", amountMinor: BigInt(10 ** i) }) });
+
 /** A subscription that delivers nothing below `startAt` and ignores seeks backwards. */
 function startingAt(subscription: Subscription, startAt: number): Subscription {
   let delivered = startAt;
@@ -38,22 +53,18 @@ for (const replayFailsFirst of [false, true]) test(`records between the progress
   const log = new EmbeddedLog(":memory:", { pollMs: 1 });
   const store = new StateStore(log.sqlite);
   let failReplay = replayFailsFirst;
-  const gappy = new Proxy(log, {
-    get(target, prop) {
-      if (prop === "subscribe") return (options: SubscribeOptions) => startingAt(target.subscribe(options), 3);
-      if (prop === "replay" && failReplay) {
-        failReplay = false;
-        // biome-ignore lint: an async generator that fails as the log being away would.
-        return async function* () { throw new LogUnavailableError("replay failed (injected)"); };
-      }
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  }) as unknown as Log;
+  const gappy = withMembers(log, (prop, target) => {
+    if (prop === "subscribe") return (options: SubscribeOptions) => startingAt(target.subscribe(options), 3);
+    if (prop === "replay" && failReplay) {
+      failReplay = false;
+      // biome-ignore lint: an async generator that fails as the log being away would.
+      return async function* () { throw new LogUnavailableError("replay failed (injected)"); };
+    }
+    return undefined;
+  });
   const processor = new Processor(balance, balance.actor(config), gappy, store, new SharedCommitter(log, store), { ...limits, batchRecordsMax: 100 });
   try {
     await log.ensureTopics(topicSpecs([balance], 1));
-    const deposit = (i: number) => ({ topic: commands.name, key: "w", value: commands.codec.encode({ walletId: "w", operationId: `d${i}`, eventTimeMs: 0, description: "", reference: "", kind: "deposit", amountMinor: BigInt(10 ** i) }) });
     await log.produce([0, 1, 2, 3, 4].map(deposit));
     // A failed step is retried, as the processor's loop does.
     for (let i = 0; i < 6; i++) await processor.step(0).catch((error) => { if (!(error instanceof LogUnavailableError)) throw error; });
@@ -74,32 +85,26 @@ test("records a poll delivers out of offset order are applied in order, each onc
   const config = testConfig(":memory:", { PARTITIONS: "1" });
   const log = new EmbeddedLog(":memory:", { pollMs: 1 });
   const store = new StateStore(log.sqlite);
-  const reordering = new Proxy(log, {
-    get(target, prop) {
-      if (prop === "subscribe") {
-        return (options: SubscribeOptions) => {
-          const inner = target.subscribe(options);
-          return {
-            poll: async (maxRecords: number, maxWaitMs: number) => {
-              const result = await inner.poll(maxRecords, maxWaitMs);
-              // The last record first, then all of them again.
-              const last = result.records[result.records.length - 1];
-              return { ...result, records: last ? [last, ...result.records] : result.records };
-            },
-            seek: (position: Parameters<Subscription["seek"]>[0]) => inner.seek(position),
-            commit: (positions: Parameters<Subscription["commit"]>[0]) => inner.commit(positions),
-            close: () => inner.close(),
-          };
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  }) as unknown as Log;
+  const reordering = withMembers(log, (prop, target) => {
+    if (prop !== "subscribe") return undefined;
+    return (options: SubscribeOptions) => {
+      const inner = target.subscribe(options);
+      return {
+        poll: async (maxRecords: number, maxWaitMs: number) => {
+          const result = await inner.poll(maxRecords, maxWaitMs);
+          // The last record first, then all of them again.
+          const last = result.records[result.records.length - 1];
+          return { ...result, records: last ? [last, ...result.records] : result.records };
+        },
+        seek: (position: Parameters<Subscription["seek"]>[0]) => inner.seek(position),
+        commit: (positions: Parameters<Subscription["commit"]>[0]) => inner.commit(positions),
+        close: () => inner.close(),
+      };
+    };
+  });
   const processor = new Processor(balance, balance.actor(config), reordering, store, new SharedCommitter(log, store), { ...limits, batchRecordsMax: 100 });
   try {
     await log.ensureTopics(topicSpecs([balance], 1));
-    const deposit = (i: number) => ({ topic: commands.name, key: "w", value: commands.codec.encode({ walletId: "w", operationId: `d${i}`, eventTimeMs: 0, description: "", reference: "", kind: "deposit", amountMinor: BigInt(10 ** i) }) });
     await log.produce([0, 1, 2, 3, 4].map(deposit));
     for (let i = 0; i < 4; i++) await processor.step(0);
     const row = balance.table.codec.decode(store.row("balance", "w")!.value);
